@@ -1,0 +1,109 @@
+# voxpipe - build, test, demo, bench.  `make help` lists the targets.
+#
+#   make            build every program into bin/ (installs missing Debian packages first)
+#   make test       unit tests (Criterion) + pipeline tests (bats), on ../shared/data
+#   make test-san   the whole test suite again under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make demo       the main job on the shipped data
+#   make bench      benchmarks against the peers, side by side (numbers go to BENCHMARKS.md)
+
+CC      ?= cc
+SAN     ?= 0
+SHARED  ?= $(abspath ../shared)
+DATA    ?= $(SHARED)/data
+
+PKGS    := msgpack libzmq libdeflate
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter \
+               -Ilib -I/usr/include/nifti -MMD -MP
+LDLIBS  := -lnifti2 -lznz -lmsgpackc -lzmq -ldeflate -lz -lm -lpthread
+
+ifeq ($(SAN),1)
+BUILD   := build-san
+BIN     := build-san/bin
+OPT     := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDSAN   := -fsanitize=address,undefined
+else
+BUILD   := build
+BIN     := bin
+OPT     := -O2
+LDSAN   :=
+endif
+CFLAGS  ?=
+ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(CFLAGS)
+
+# ---- what the machine has: CUDA parts are added when nvcc/cuDNN/NCCL exist; CPU parts always build
+CUDA_HOME ?= /usr/local/cuda
+NVCC    := $(shell command -v nvcc 2>/dev/null || ls $(CUDA_HOME)/bin/nvcc 2>/dev/null)
+HAVE_CUDNN := $(shell test -f $(CUDA_HOME)/include/cudnn.h && echo 1)
+HAVE_NCCL  := $(shell test -f $(CUDA_HOME)/include/nccl.h && echo 1)
+
+LIB_SRC  := $(wildcard lib/*.c)
+LIB_OBJ  := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC))
+PROG_SRC := $(wildcard filters/*.c metrics/*.c trainers/*.c)
+PROGS    := $(addprefix $(BIN)/,$(notdir $(PROG_SRC:.c=)))
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all deps config test test-unit test-shell test-san demo bench clean help golden
+all: config $(PROGS)
+
+help:
+	@sed -n '1,8p' Makefile
+
+deps:
+	@scripts/deps.sh build
+
+config: deps
+	@echo "voxpipe: cpu backend: yes"
+	@echo "voxpipe: nvcc: $(if $(NVCC),$(NVCC),not found (CUDA parts skipped))"
+	@echo "voxpipe: cuDNN: $(if $(HAVE_CUDNN),found,not found)  NCCL: $(if $(HAVE_NCCL),found,not found)"
+
+$(BUILD)/lib/%.o: lib/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libvoxpipe.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/prog/%.o: filters/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+$(BUILD)/prog/%.o: metrics/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+$(BUILD)/prog/%.o: trainers/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BIN)/%: $(BUILD)/prog/%.o $(BUILD)/libvoxpipe.a
+	@mkdir -p $(BIN)
+	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvoxpipe.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDSAN) -o $@ $^ $(LDLIBS) -lcriterion
+
+# ---- tests
+test-deps:
+	@scripts/deps.sh test
+
+test: test-deps all $(UNIT_BIN)
+	@tests/run.sh $(BUILD) $(BIN) "$(DATA)"
+
+test-san:
+	@$(MAKE) --no-print-directory SAN=1 test
+
+golden: test-deps
+	.venv/bin/python tests/scripts/make_golden.py
+
+demo: all
+	@scripts/demo.sh "$(DATA)"
+
+bench: all test-deps
+	@bench/run.sh "$(DATA)"
+
+clean:
+	rm -rf build build-san bin tests/tmp bench/out
+
+.PHONY: test-deps
+-include $(LIB_OBJ:.o=.d) $(patsubst $(BIN)/%,$(BUILD)/prog/%.d,$(PROGS))

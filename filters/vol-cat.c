@@ -1,0 +1,45 @@
+/* vol-cat - concatenate voxpipe streams (with one input: a pass-through filter). */
+#include "cli.h"
+#include "endpoint.h"
+#include "frame.h"
+#include "util.h"
+
+#include <stdlib.h>
+
+static const char *out_spec = "-";
+
+static const struct vp_opt opts[] = {
+    {'o', "out", "ENDPOINT", VP_OPT_STR, &out_spec, "where to write the stream: -, FILE, @tcp://ADDR:PORT, >tcp://HOST:PORT", 0, 0, NULL},
+    {0, NULL, NULL, 0, NULL, NULL, 0, 0, NULL},
+};
+
+static const struct vp_cmd cmd = {
+    "vol-cat", "concatenate voxpipe streams; with one input, pass frames through",
+    "[options] [INPUT...]",
+    "Each INPUT is -, a stream file, or a ZeroMQ endpoint (@bind or >connect); the default is -.\n"
+    "Frames are copied unchanged except that meta.provenance gains a vol-cat entry.",
+    opts, 0, -1,
+};
+
+int main(int argc, char **argv)
+{
+    int first = vp_cli_parse(&cmd, argc, argv);
+    vp_out *out = vp_out_open(out_spec, 0);
+    if (!out) return VP_ERR_RUNTIME;
+    int ninputs = argc - first;
+    for (int i = 0; i < (ninputs ? ninputs : 1); i++) {
+        vp_in *in = vp_in_open(ninputs ? argv[first + i] : "-");
+        if (!in) { vp_out_close(&out, 0); return VP_ERR_RUNTIME; }
+        vp_case *c;
+        int r;
+        while ((r = vp_case_read(in, &c)) > 0) {
+            vp_case_add_provenance(c, cmd.name);
+            int w = vp_case_write(out, c);
+            vp_case_free(&c);
+            if (w) { vp_in_close(&in); vp_out_close(&out, 0); return VP_ERR_RUNTIME; }
+        }
+        vp_in_close(&in);
+        if (r < 0) { vp_out_close(&out, 0); return -r; }
+    }
+    return vp_stream_finish(&out) ? VP_ERR_RUNTIME : 0;
+}

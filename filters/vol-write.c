@@ -1,0 +1,109 @@
+/* vol-write - write the cases of a stream as NIfTI files (one per case and volume) or as a stream file. */
+#include "cli.h"
+#include "endpoint.h"
+#include "frame.h"
+#include "nifti.h"
+#include "pathpat.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *in_spec = "-", *out_pat;
+static struct vp_strlist vols;
+static long level = 1;
+static int nifti2, force_stream, force_nifti;
+
+static const struct vp_opt opts[] = {
+    {'i', "in", "ENDPOINT", VP_OPT_STR, &in_spec, "input stream: -, FILE, @tcp://ADDR:PORT, >tcp://HOST:PORT (default -)", 0, 0, NULL},
+    {'o', "out", "PATTERN", VP_OPT_STR, &out_pat, "output: NIfTI name pattern with {id} and {vol} (.nii, .nii.gz), or a stream file", 0, 0, NULL},
+    {0, "vol", "NAME", VP_OPT_LIST, &vols, "volume to write (repeatable; default: all)", 0, 0, NULL},
+    {0, "gzip-level", "N", VP_OPT_INT, &level, "gzip level for .nii.gz, 0..12 (default 1, as nibabel)", 0, 12, NULL},
+    {0, "nifti2", NULL, VP_OPT_FLAG, &nifti2, "write NIfTI-2 headers (64-bit dims, double affine)", 0, 0, NULL},
+    {0, "stream", NULL, VP_OPT_FLAG, &force_stream, "write the raw voxpipe stream to the output file", 0, 0, NULL},
+    {0, "nifti", NULL, VP_OPT_FLAG, &force_nifti, "write NIfTI whatever the extension", 0, 0, NULL},
+    {0, NULL, NULL, 0, NULL, NULL, 0, 0, NULL},
+};
+
+static const struct vp_cmd cmd = {
+    "vol-write", "write cases as NIfTI files or as a stream file",
+    "[options] -o PATTERN",
+    "NIfTI output: one file per case and volume; {id} is the case id and {vol} the volume name, e.g.\n"
+    "  vol-write -o 'seg/{id}_{vol}.nii.gz'\n"
+    "Without {vol} exactly one volume must be selected (--vol, or a case with one volume).\n"
+    "Both sform and qform are set (code 1, scanner); files are written to a temporary name and renamed\n"
+    "into place, so a failed run leaves no partial file. Missing directories are created.\n"
+    "Any other extension (or --stream) writes the voxpipe stream itself to one file.",
+    opts, 0, 0,
+};
+
+static int selected(const char *name)
+{
+    if (!vols.n) return 1;
+    for (int i = 0; i < vols.n; i++)
+        if (!strcmp(vols.v[i], name)) return 1;
+    return 0;
+}
+
+static int ends_with(const char *s, const char *suf)
+{
+    size_t n = strlen(s), m = strlen(suf);
+    return n >= m && !strcmp(s + n - m, suf);
+}
+
+int main(int argc, char **argv)
+{
+    vp_cli_parse(&cmd, argc, argv);
+    if (!out_pat) vp_usage_error("missing -o/--out");
+    int nifti = force_nifti || (!force_stream && (ends_with(out_pat, ".nii") || ends_with(out_pat, ".nii.gz")));
+    vp_in *in = vp_in_open(in_spec);
+    if (!in) return VP_ERR_RUNTIME;
+
+    if (!nifti) { /* the stream itself, atomically */
+        if (vp_path_has(out_pat, "{")) vp_usage_error("a stream file name takes no {placeholders}");
+        if (vp_mkdir_parents(out_pat)) return VP_ERR_RUNTIME;
+        vp_out *out = vp_out_open(out_pat, 0);
+        if (!out) return VP_ERR_RUNTIME;
+        vp_case *c;
+        int r;
+        while ((r = vp_case_read(in, &c)) > 0) {
+            vp_case_add_provenance(c, cmd.name);
+            int w = vp_case_write(out, c);
+            vp_case_free(&c);
+            if (w) { vp_out_close(&out, 0); return VP_ERR_RUNTIME; }
+        }
+        vp_in_close(&in);
+        if (r < 0) { vp_out_close(&out, 0); return -r; }
+        return vp_out_close(&out, 1) ? VP_ERR_RUNTIME : 0;
+    }
+
+    struct vp_nifti_wopts wo;
+    vp_nifti_wopts_default(&wo);
+    wo.level = (int)level;
+    wo.version = nifti2 ? 2 : 1;
+    wo.threads = vp_threads;
+    int has_vol = vp_path_has(out_pat, "{vol}");
+    vp_case *c;
+    int r, nfiles = 0;
+    while ((r = vp_case_read(in, &c)) > 0) {
+        int nsel = 0;
+        for (int i = 0; i < c->nvols; i++) nsel += selected(c->vol_names[i]);
+        if (!nsel) vp_warn("case '%s': no selected volume to write", c->id);
+        if (nsel > 1 && !has_vol)
+            vp_die(VP_ERR_USAGE, "case '%s' has %d volumes to write but pattern '%s' has no {vol} (select one with --vol)", c->id, nsel, out_pat);
+        for (int i = 0; i < c->nvols; i++) {
+            if (!selected(c->vol_names[i])) continue;
+            char *path = vp_path_expand(out_pat, c->id, c->vol_names[i]);
+            if (!path) { vp_case_free(&c); return VP_ERR_DATA; }
+            if (vp_mkdir_parents(path) || vp_nifti_write(path, c->vols[i], &wo)) { free(path); vp_case_free(&c); return VP_ERR_RUNTIME; }
+            vp_debug("wrote '%s'", path);
+            nfiles++;
+            free(path);
+        }
+        vp_case_free(&c);
+    }
+    vp_in_close(&in);
+    if (r < 0) return -r;
+    vp_debug("%d file(s) written", nfiles);
+    return 0;
+}

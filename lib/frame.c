@@ -1,0 +1,541 @@
+/* frame.c - see frame.h and docs/FORMAT.md */
+#include "frame.h"
+#include "cli.h"
+#include "mpread.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "voxpipe payloads are little-endian; big-endian hosts need byte swapping here"
+#endif
+
+#define PROGRESSIVE_STEP ((uint64_t)64 << 20)
+
+/* ---- case objects ---- */
+
+vp_case *vp_case_new(const char *id)
+{
+    vp_case *c = vp_calloc(1, sizeof *c);
+    c->id = vp_strdup(id ? id : "");
+    return c;
+}
+
+static void free_kvs(vp_kv *kv, int n)
+{
+    for (int i = 0; i < n; i++) { free(kv[i].key); free(kv[i].raw); }
+    free(kv);
+}
+
+void vp_case_free(vp_case **pc)
+{
+    vp_case *c = *pc;
+    if (!c) return;
+    for (int i = 0; i < c->nvols; i++) { free(c->vol_names[i]); vp_vol_free(&c->vols[i]); }
+    free_kvs(c->meta, c->nmeta);
+    free_kvs(c->extra, c->nextra);
+    free(c->id);
+    free(c);
+    *pc = NULL;
+}
+
+vp_vol *vp_case_vol(const vp_case *c, const char *name)
+{
+    for (int i = 0; i < c->nvols; i++)
+        if (!strcmp(c->vol_names[i], name)) return c->vols[i];
+    return NULL;
+}
+
+void vp_case_add_vol(vp_case *c, const char *name, vp_vol *v)
+{
+    for (int i = 0; i < c->nvols; i++)
+        if (!strcmp(c->vol_names[i], name)) { vp_vol_free(&c->vols[i]); c->vols[i] = v; return; }
+    if (c->nvols >= VP_MAX_VOLS) vp_die(VP_ERR_DATA, "case '%s': more than %d volumes", c->id, VP_MAX_VOLS);
+    c->vol_names[c->nvols] = vp_strdup(name);
+    c->vols[c->nvols++] = v;
+}
+
+vp_vol *vp_case_take_vol(vp_case *c, const char *name)
+{
+    for (int i = 0; i < c->nvols; i++)
+        if (!strcmp(c->vol_names[i], name)) {
+            vp_vol *v = c->vols[i];
+            free(c->vol_names[i]);
+            memmove(&c->vols[i], &c->vols[i + 1], (size_t)(c->nvols - i - 1) * sizeof c->vols[0]);
+            memmove(&c->vol_names[i], &c->vol_names[i + 1], (size_t)(c->nvols - i - 1) * sizeof c->vol_names[0]);
+            c->nvols--;
+            return v;
+        }
+    return NULL;
+}
+
+const vp_kv *vp_case_meta(const vp_case *c, const char *key)
+{
+    for (int i = 0; i < c->nmeta; i++)
+        if (!strcmp(c->meta[i].key, key)) return &c->meta[i];
+    return NULL;
+}
+
+void vp_case_meta_set(vp_case *c, const char *key, const void *raw, size_t len)
+{
+    unsigned char *copy = vp_malloc(len);
+    memcpy(copy, raw, len);
+    for (int i = 0; i < c->nmeta; i++)
+        if (!strcmp(c->meta[i].key, key)) { free(c->meta[i].raw); c->meta[i].raw = copy; c->meta[i].len = len; return; }
+    c->meta = vp_realloc(c->meta, (size_t)(c->nmeta + 1) * sizeof *c->meta);
+    c->meta[c->nmeta++] = (vp_kv){vp_strdup(key), copy, len};
+}
+
+void vp_case_meta_set_sbuf(vp_case *c, const char *key, const msgpack_sbuffer *sb)
+{
+    vp_case_meta_set(c, key, sb->data, sb->size);
+}
+
+int vp_case_meta_parse(const vp_case *c, const char *key, msgpack_unpacked *u)
+{
+    const vp_kv *kv = vp_case_meta(c, key);
+    if (!kv) return -1;
+    size_t off = 0;
+    return msgpack_unpack_next(u, (const char *)kv->raw, kv->len, &off) == MSGPACK_UNPACK_SUCCESS ? 0 : -1;
+}
+
+void vp_pack_cstr(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s, n);
+}
+
+/* Split a raw msgpack array into its element count and the offset of its first element. */
+static int raw_array_header(const unsigned char *p, size_t len, uint32_t *count, size_t *hdr)
+{
+    if (!len) return -1;
+    if ((p[0] & 0xf0) == 0x90) { *count = p[0] & 0x0f; *hdr = 1; return 0; }
+    if (p[0] == 0xdc && len >= 3) { *count = (uint32_t)p[1] << 8 | p[2]; *hdr = 3; return 0; }
+    if (p[0] == 0xdd && len >= 5) { *count = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4]; *hdr = 5; return 0; }
+    return -1;
+}
+
+void vp_case_add_provenance(vp_case *c, const char *program)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    const vp_kv *old = vp_case_meta(c, "provenance");
+    uint32_t count = 0;
+    size_t hdr = 0;
+    if (old && raw_array_header(old->raw, old->len, &count, &hdr) == 0) {
+        msgpack_pack_array(&pk, count + 1);
+        msgpack_sbuffer_write(&sb, (const char *)old->raw + hdr, old->len - hdr);
+    } else {
+        if (old) vp_warn("case '%s': meta 'provenance' is not an array; replacing it", c->id);
+        msgpack_pack_array(&pk, 1);
+    }
+    msgpack_pack_map(&pk, 3);
+    vp_pack_cstr(&pk, "program");
+    vp_pack_cstr(&pk, program);
+    vp_pack_cstr(&pk, "version");
+    vp_pack_cstr(&pk, VP_VERSION);
+    vp_pack_cstr(&pk, "args");
+    int argc = vp_cli_argc();
+    char **argv = vp_cli_argv();
+    msgpack_pack_array(&pk, (size_t)(argc > 0 ? argc : 0));
+    for (int i = 0; i < argc; i++) vp_pack_cstr(&pk, argv[i]);
+    vp_case_meta_set_sbuf(c, "provenance", &sb);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---- reading ---- */
+
+struct rctx {
+    vp_in *in;
+    vp_case *c;
+    const char *vol;   /* volume being read, for messages */
+    const char *field; /* field being read */
+    long frame_no;
+};
+
+static int fail(struct rctx *r, int code, const char *why)
+{
+    char where[VP_MAX_NAME * 2 + 64] = "";
+    if (r->vol && r->field) snprintf(where, sizeof where, "volume '%s': field '%s': ", r->vol, r->field);
+    else if (r->vol) snprintf(where, sizeof where, "volume '%s': ", r->vol);
+    else if (r->field) snprintf(where, sizeof where, "field '%s': ", r->field);
+    if (r->c && r->c->id[0])
+        vp_error("%s: case '%s': %s%s", vp_in_name(r->in), r->c->id, where, why);
+    else
+        vp_error("%s: frame %ld: %s%s", vp_in_name(r->in), r->frame_no, where, why);
+    return -code;
+}
+
+/* A read that fails mid-frame is a truncated frame, unless the source reported an I/O error. */
+static int fail_read(struct rctx *r, const char *why)
+{
+    if (!why || !strcmp(why, "unexpected end of input")) return fail(r, VP_ERR_DATA, "truncated frame: unexpected end of input");
+    return fail(r, strstr(why, "read failed") ? VP_ERR_RUNTIME : VP_ERR_DATA, why);
+}
+
+static int tok(struct rctx *r, struct mp_tok *t)
+{
+    const char *why = NULL;
+    if (mp_read_tok(r->in, t, &why)) return fail_read(r, why);
+    return 0;
+}
+
+static int key(struct rctx *r, char **out)
+{
+    struct mp_tok t;
+    const char *why = NULL;
+    int rc = tok(r, &t);
+    if (rc) return rc;
+    if (t.kind != MP_STR) return fail(r, VP_ERR_DATA, "map key is not a string");
+    if (mp_read_str(r->in, &t, VP_MAX_NAME, out, &why)) return fail_read(r, why);
+    return 0;
+}
+
+/* Read n payload bytes to buf+*used, growing *buf. Never allocates more than the input can hold:
+ * with a known remaining size (file, message) the length is checked first; on a pipe the buffer
+ * grows in steps as bytes actually arrive. */
+static int read_payload(struct rctx *r, unsigned char **buf, uint64_t *cap, uint64_t *used, uint64_t n)
+{
+    uint64_t rem = vp_in_remaining(r->in);
+    if (rem != VP_UNKNOWN_SIZE && n > rem) {
+        char why[160];
+        snprintf(why, sizeof why, "declared payload of %llu bytes runs past the end of the input (%llu bytes left)",
+                 (unsigned long long)n, (unsigned long long)rem);
+        return fail(r, VP_ERR_DATA, why);
+    }
+    if (n > VP_MAX_VOL_BYTES - *used) return fail(r, VP_ERR_DATA, "payload larger than the 1 TiB limit");
+    if (rem != VP_UNKNOWN_SIZE && *cap < *used + n) {
+        *buf = vp_realloc(*buf, (size_t)(*used + n));
+        *cap = *used + n;
+    }
+    while (n) {
+        if (*cap == *used) {
+            uint64_t grow = *cap < PROGRESSIVE_STEP ? PROGRESSIVE_STEP : *cap;
+            if (grow > n) grow = n;
+            *buf = vp_realloc(*buf, (size_t)(*cap + grow));
+            *cap += grow;
+        }
+        uint64_t k = *cap - *used < n ? *cap - *used : n;
+        if (vp_in_read(r->in, *buf + *used, (size_t)k)) return fail_read(r, vp_in_errmsg(r->in));
+        *used += k;
+        n -= k;
+    }
+    return 0;
+}
+
+static int read_vol(struct rctx *r, vp_vol **out)
+{
+    struct mp_tok t;
+    int rc = tok(r, &t);
+    if (rc) return rc;
+    if (t.kind != MP_MAP) return fail(r, VP_ERR_DATA, "volume is not a map");
+    if (t.u > 64) return fail(r, VP_ERR_DATA, "volume map has too many keys");
+    uint64_t dims[4] = {0, 0, 0, 1};
+    int ndims = 0, dtype = -1, have_affine = 0;
+    double aff[16];
+    unsigned char *data = NULL;
+    uint64_t cap = 0, used = 0, expect = 0;
+    int have_data = 0, known = 0;
+    uint64_t nkeys = t.u;
+    for (uint64_t k = 0; k < nkeys; k++) {
+        char *name;
+        r->field = NULL;
+        if ((rc = key(r, &name))) goto out;
+        char namebuf[VP_MAX_NAME + 1];
+        snprintf(namebuf, sizeof namebuf, "%s", name);
+        free(name);
+        r->field = namebuf;
+        if ((rc = tok(r, &t))) goto out;
+        if (!strcmp(namebuf, "dims")) {
+            if (t.kind != MP_ARRAY || (t.u != 3 && t.u != 4)) { rc = fail(r, VP_ERR_DATA, "must be an array of 3 or 4 sizes"); goto out; }
+            ndims = (int)t.u;
+            for (int i = 0; i < ndims; i++) {
+                struct mp_tok d;
+                if ((rc = tok(r, &d))) goto out;
+                if (d.kind != MP_UINT || d.u == 0) { rc = fail(r, VP_ERR_DATA, "sizes must be positive integers"); goto out; }
+                if (d.u > (i == 3 ? VP_MAX_CHANNELS : VP_MAX_DIM)) { rc = fail(r, VP_ERR_DATA, "size beyond the limit (2^20 per axis, 4096 channels)"); goto out; }
+                dims[i] = d.u;
+            }
+        } else if (!strcmp(namebuf, "dtype")) {
+            char *s;
+            const char *why = NULL;
+            if (t.kind != MP_STR) { rc = fail(r, VP_ERR_DATA, "must be a string"); goto out; }
+            if (mp_read_str(r->in, &t, 16, &s, &why)) { rc = fail_read(r, why); goto out; }
+            dtype = vp_dtype_from_name(s, strlen(s));
+            if (dtype < 0) {
+                char why2[96];
+                snprintf(why2, sizeof why2, "unknown dtype '%s' (u8, i16, u16, i32, f16, f32)", s);
+                free(s);
+                rc = fail(r, VP_ERR_DATA, why2);
+                goto out;
+            }
+            free(s);
+        } else if (!strcmp(namebuf, "affine")) {
+            if (t.kind != MP_ARRAY || t.u != 16) { rc = fail(r, VP_ERR_DATA, "must be an array of 16 numbers"); goto out; }
+            for (int i = 0; i < 16; i++) {
+                struct mp_tok d;
+                if ((rc = tok(r, &d))) goto out;
+                if (mp_tok_number(&d, &aff[i])) { rc = fail(r, VP_ERR_DATA, "must be an array of 16 numbers"); goto out; }
+                if (!isfinite(aff[i])) { rc = fail(r, VP_ERR_DATA, "contains a non-finite value"); goto out; }
+            }
+            have_affine = 1;
+        } else if (!strcmp(namebuf, "data")) {
+            if (have_data) { rc = fail(r, VP_ERR_DATA, "given twice"); goto out; }
+            have_data = 1;
+            known = ndims && dtype >= 0;
+            if (known && vp_vol_nbytes(dims, (enum vp_dtype)dtype, &expect)) { rc = fail(r, VP_ERR_DATA, "dims x dtype size overflows"); goto out; }
+            if (t.kind == MP_BIN) {
+                if (known && t.u != expect) goto size_mismatch_bin;
+                if ((rc = read_payload(r, &data, &cap, &used, t.u))) goto out;
+            } else if (t.kind == MP_ARRAY) {
+                if (t.u > VP_MAX_CHUNKS) { rc = fail(r, VP_ERR_DATA, "too many chunks"); goto out; }
+                uint64_t nch = t.u;
+                for (uint64_t i = 0; i < nch; i++) {
+                    struct mp_tok b;
+                    if ((rc = tok(r, &b))) goto out;
+                    if (b.kind != MP_BIN) { rc = fail(r, VP_ERR_DATA, "chunks must be bin values"); goto out; }
+                    if (known && b.u > expect - used) { t.u = used + b.u; goto size_mismatch_bin; }
+                    if ((rc = read_payload(r, &data, &cap, &used, b.u))) goto out;
+                }
+            } else { rc = fail(r, VP_ERR_DATA, "must be a bin or an array of bins"); goto out; }
+        } else { /* unknown volume key: skip (forward compatible) */
+            const char *why = NULL;
+            if (mp_finish_value(r->in, &t, VP_MAX_DEPTH, NULL, &why)) { rc = fail_read(r, why); goto out; }
+        }
+    }
+    r->field = NULL;
+    if (!ndims) { r->field = "dims"; rc = fail(r, VP_ERR_DATA, "missing"); goto out; }
+    if (dtype < 0) { r->field = "dtype"; rc = fail(r, VP_ERR_DATA, "missing"); goto out; }
+    if (!have_affine) { r->field = "affine"; rc = fail(r, VP_ERR_DATA, "missing"); goto out; }
+    if (!have_data) { r->field = "data"; rc = fail(r, VP_ERR_DATA, "missing"); goto out; }
+    if (vp_vol_nbytes(dims, (enum vp_dtype)dtype, &expect)) { r->field = "dims"; rc = fail(r, VP_ERR_DATA, "dims x dtype size overflows"); goto out; }
+    if (used != expect) { t.u = used; goto size_mismatch_bin; }
+    for (int c = 0; c < 3; c++) {
+        double s = 0;
+        for (int i = 0; i < 3; i++) s += aff[i * 4 + c] * aff[i * 4 + c];
+        if (!(s > 0)) { r->field = "affine"; rc = fail(r, VP_ERR_DATA, "zero voxel spacing (degenerate affine)"); goto out; }
+    }
+    if (!data) data = vp_malloc(1);
+    *out = vp_vol_wrap(dims, (enum vp_dtype)dtype, aff, data, 0);
+    (*out)->has_channels = ndims == 4;
+    r->field = NULL;
+    return 0;
+
+size_mismatch_bin: {
+        char why[256];
+        r->field = "data";
+        snprintf(why, sizeof why, "payload is %llu bytes but dims %llux%llux%llux%llu of %s need %llu",
+                 (unsigned long long)t.u, (unsigned long long)dims[0], (unsigned long long)dims[1],
+                 (unsigned long long)dims[2], (unsigned long long)dims[3], vp_dtype_name((enum vp_dtype)dtype),
+                 (unsigned long long)expect);
+        rc = fail(r, VP_ERR_DATA, why);
+    }
+out:
+    free(data);
+    return rc;
+}
+
+static int read_kvs(struct rctx *r, vp_kv **kvs, int *n, size_t *budget)
+{
+    struct mp_tok t;
+    int rc = tok(r, &t);
+    if (rc) return rc;
+    if (t.kind != MP_MAP) return fail(r, VP_ERR_DATA, "must be a map");
+    if (t.u > VP_MAX_KEYS) return fail(r, VP_ERR_DATA, "map has too many keys");
+    uint64_t nk = t.u;
+    for (uint64_t i = 0; i < nk; i++) {
+        char *k;
+        if ((rc = key(r, &k))) return rc;
+        struct mp_buf b = {NULL, 0, 0, *budget};
+        const char *why = NULL;
+        struct mp_tok v;
+        if ((rc = tok(r, &v))) { free(k); return rc; }
+        if (mp_finish_value(r->in, &v, VP_MAX_DEPTH, &b, &why)) {
+            free(k);
+            free(b.p);
+            return !strcmp(why, "value larger than the allowed size") ? fail(r, VP_ERR_DATA, "meta larger than 64 MiB")
+                                                                     : fail_read(r, why);
+        }
+        *budget -= b.len;
+        *kvs = vp_realloc(*kvs, (size_t)(*n + 1) * sizeof **kvs);
+        (*kvs)[(*n)++] = (vp_kv){k, b.p, b.len};
+    }
+    return 0;
+}
+
+int vp_case_read(vp_in *in, vp_case **out)
+{
+    static long frame_no;
+    *out = NULL;
+    int r0 = vp_in_begin_frame(in);
+    if (r0 <= 0) return r0 == 0 ? 0 : -VP_ERR_RUNTIME;
+    struct rctx r = {in, vp_case_new(NULL), NULL, NULL, ++frame_no};
+    struct mp_tok t;
+    int rc = tok(&r, &t), have_version = 0, have_id = 0, eos = 0;
+    size_t budget = VP_MAX_META;
+    if (rc) goto fail;
+    if (t.kind != MP_MAP) { rc = fail(&r, VP_ERR_DATA, "top-level value is not a map (not a voxpipe stream?)"); goto fail; }
+    if (t.u > VP_MAX_KEYS) { rc = fail(&r, VP_ERR_DATA, "top-level map has too many keys"); goto fail; }
+    uint64_t nk = t.u;
+    for (uint64_t i = 0; i < nk; i++) {
+        char *k;
+        r.field = NULL;
+        if ((rc = key(&r, &k))) goto fail;
+        if (!strcmp(k, "voxpipe")) {
+            r.field = "voxpipe";
+            free(k);
+            if ((rc = tok(&r, &t))) goto fail;
+            if (t.kind != MP_UINT) { rc = fail(&r, VP_ERR_DATA, "format version is not an integer"); goto fail; }
+            if (t.u != VP_FORMAT_MAJOR) {
+                char why[128];
+                snprintf(why, sizeof why, "unsupported format version %llu (this program reads version %d)",
+                         (unsigned long long)t.u, VP_FORMAT_MAJOR);
+                rc = fail(&r, VP_ERR_DATA, why);
+                goto fail;
+            }
+            have_version = 1;
+        } else if (!strcmp(k, "id")) {
+            r.field = "id";
+            free(k);
+            const char *why = NULL;
+            char *id;
+            if ((rc = tok(&r, &t))) goto fail;
+            if (t.kind != MP_STR) { rc = fail(&r, VP_ERR_DATA, "must be a string"); goto fail; }
+            if (mp_read_str(in, &t, VP_MAX_ID, &id, &why)) { rc = fail_read(&r, why); goto fail; }
+            free(r.c->id);
+            r.c->id = id;
+            have_id = 1;
+        } else if (!strcmp(k, "eos")) {
+            r.field = "eos";
+            free(k);
+            if ((rc = tok(&r, &t))) goto fail;
+            eos = t.kind == MP_BOOL && t.u;
+        } else if (!strcmp(k, "meta")) {
+            r.field = "meta";
+            free(k);
+            if ((rc = read_kvs(&r, &r.c->meta, &r.c->nmeta, &budget))) goto fail;
+        } else if (!strcmp(k, "vols")) {
+            free(k);
+            r.field = "vols";
+            if ((rc = tok(&r, &t))) goto fail;
+            if (t.kind != MP_MAP) { rc = fail(&r, VP_ERR_DATA, "must be a map"); goto fail; }
+            if (t.u > VP_MAX_VOLS) { rc = fail(&r, VP_ERR_DATA, "too many volumes"); goto fail; }
+            uint64_t nv = t.u;
+            for (uint64_t v = 0; v < nv; v++) {
+                char *name;
+                r.field = "vols";
+                if ((rc = key(&r, &name))) goto fail;
+                if (vp_case_vol(r.c, name)) { free(name); rc = fail(&r, VP_ERR_DATA, "duplicate volume name"); goto fail; }
+                r.vol = name;
+                r.field = NULL;
+                vp_vol *vol = NULL;
+                rc = read_vol(&r, &vol);
+                r.vol = NULL;
+                if (rc) { free(name); goto fail; }
+                r.c->vol_names[r.c->nvols] = name;
+                r.c->vols[r.c->nvols++] = vol;
+            }
+        } else { /* unknown top-level key: keep it raw and pass it on */
+            r.field = k;
+            struct mp_buf b = {NULL, 0, 0, budget};
+            const char *why = NULL;
+            if ((rc = tok(&r, &t))) { free(k); goto fail; }
+            if (mp_finish_value(in, &t, VP_MAX_DEPTH, &b, &why)) { free(b.p); rc = fail_read(&r, why); free(k); goto fail; }
+            budget -= b.len;
+            r.c->extra = vp_realloc(r.c->extra, (size_t)(r.c->nextra + 1) * sizeof *r.c->extra);
+            r.c->extra[r.c->nextra++] = (vp_kv){k, b.p, b.len};
+        }
+    }
+    r.field = NULL;
+    if (!have_version) { r.field = "voxpipe"; rc = fail(&r, VP_ERR_DATA, "missing (not a voxpipe stream?)"); goto fail; }
+    if (vp_in_end_frame(in)) { rc = -VP_ERR_DATA; goto fail; }
+    if (eos) { vp_case_free(&r.c); return 0; }
+    if (!have_id || !r.c->id[0]) { r.field = "id"; rc = fail(&r, VP_ERR_DATA, "missing or empty"); goto fail; }
+    *out = r.c;
+    return 1;
+fail:
+    vp_case_free(&r.c);
+    return rc;
+}
+
+/* ---- writing ---- */
+
+static int out_cb(void *data, const char *buf, size_t len)
+{
+    return vp_out_write((vp_out *)data, buf, len);
+}
+
+static int write_vol(msgpack_packer *pk, vp_out *out, const vp_vol *v)
+{
+    uint64_t nbytes;
+    if (vp_vol_nbytes(v->dims, v->dtype, &nbytes)) return vp_error("volume too large to write");
+    int nd = v->has_channels || v->dims[3] > 1 ? 4 : 3;
+    msgpack_pack_map(pk, 4);
+    vp_pack_cstr(pk, "dims");
+    msgpack_pack_array(pk, (size_t)nd);
+    for (int i = 0; i < nd; i++) msgpack_pack_uint64(pk, v->dims[i]);
+    vp_pack_cstr(pk, "dtype");
+    vp_pack_cstr(pk, vp_dtype_name(v->dtype));
+    vp_pack_cstr(pk, "affine");
+    msgpack_pack_array(pk, 16);
+    for (int i = 0; i < 16; i++) msgpack_pack_double(pk, v->affine[i]);
+    vp_pack_cstr(pk, "data");
+    const unsigned char *p = v->data;
+    if (nbytes <= 0xffffffffu) {
+        if (msgpack_pack_bin(pk, (size_t)nbytes)) return -1;
+        return vp_out_write(out, p, (size_t)nbytes); /* payload goes out without a copy */
+    }
+    uint64_t nch = (nbytes + VP_CHUNK_BYTES - 1) / VP_CHUNK_BYTES;
+    msgpack_pack_array(pk, (size_t)nch);
+    for (uint64_t off = 0; off < nbytes; off += VP_CHUNK_BYTES) {
+        uint64_t k = nbytes - off < VP_CHUNK_BYTES ? nbytes - off : VP_CHUNK_BYTES;
+        if (msgpack_pack_bin(pk, (size_t)k) || vp_out_write(out, p + off, (size_t)k)) return -1;
+    }
+    return 0;
+}
+
+int vp_case_write(vp_out *out, const vp_case *c)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, out_cb);
+    int rc = 0;
+    rc |= msgpack_pack_map(&pk, (size_t)(4 + c->nextra));
+    vp_pack_cstr(&pk, "voxpipe");
+    msgpack_pack_uint32(&pk, VP_FORMAT_MAJOR);
+    vp_pack_cstr(&pk, "id");
+    vp_pack_cstr(&pk, c->id);
+    vp_pack_cstr(&pk, "meta");
+    msgpack_pack_map(&pk, (size_t)c->nmeta);
+    for (int i = 0; i < c->nmeta; i++) {
+        vp_pack_cstr(&pk, c->meta[i].key);
+        rc |= vp_out_write(out, c->meta[i].raw, c->meta[i].len);
+    }
+    vp_pack_cstr(&pk, "vols");
+    msgpack_pack_map(&pk, (size_t)c->nvols);
+    for (int i = 0; i < c->nvols && !rc; i++) {
+        vp_pack_cstr(&pk, c->vol_names[i]);
+        rc |= write_vol(&pk, out, c->vols[i]);
+    }
+    for (int i = 0; i < c->nextra; i++) {
+        vp_pack_cstr(&pk, c->extra[i].key);
+        rc |= vp_out_write(out, c->extra[i].raw, c->extra[i].len);
+    }
+    if (rc) return -1;
+    return vp_out_end_frame(out);
+}
+
+int vp_stream_finish(vp_out **out)
+{
+    if (!*out) return 0;
+    if (vp_out_is_msg(*out)) {
+        static const unsigned char eos[] = {0x82, 0xa7, 'v', 'o', 'x', 'p', 'i', 'p', 'e', 0x01, 0xa3, 'e', 'o', 's', 0xc3};
+        if (vp_out_write(*out, eos, sizeof eos) || vp_out_end_frame(*out)) { vp_out_close(out, 0); return -1; }
+    }
+    return vp_out_close(out, 1);
+}

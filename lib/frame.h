@@ -1,0 +1,79 @@
+/* frame.h - the voxpipe stream, format v1 (docs/FORMAT.md is the specification).
+ *
+ * A stream is a sequence of frames, one msgpack map per case:
+ *   {"voxpipe": 1, "id": str, "meta": {...}, "vols": {name: VOL, ...}}
+ * Readers accept the keys in any order; writers emit this order so that a streaming filter sees the
+ * small header before the payloads.
+ *
+ * Ownership: a vp_case owns its id, volumes and meta entries; vp_case_free() releases all of them.
+ * vp_case_add_vol() takes ownership of the volume; vp_case_take_vol() gives it back to the caller.
+ */
+#ifndef VP_FRAME_H
+#define VP_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <msgpack.h>
+
+#include "endpoint.h"
+#include "volume.h"
+
+#define VP_FORMAT_MAJOR 1
+#define VP_MAX_VOLS 64
+#define VP_MAX_KEYS 256           /* entries in the top-level and meta maps */
+#define VP_MAX_NAME 256           /* key, volume name, dtype string */
+#define VP_MAX_ID 1024
+#define VP_MAX_META ((size_t)64 << 20) /* raw bytes of meta in one frame */
+#define VP_MAX_DEPTH 32
+#define VP_MAX_CHUNKS 65536
+#define VP_CHUNK_BYTES ((uint64_t)1 << 30) /* writers split payloads into 1 GiB bins above 4 GiB */
+
+/* one key with its value kept as raw msgpack bytes */
+typedef struct vp_kv {
+    char *key;
+    unsigned char *raw;
+    size_t len;
+} vp_kv;
+
+typedef struct vp_case {
+    char *id;
+    int nvols;
+    char *vol_names[VP_MAX_VOLS];
+    vp_vol *vols[VP_MAX_VOLS];
+    int nmeta;
+    vp_kv *meta;
+    int nextra;   /* unknown top-level keys, passed through */
+    vp_kv *extra;
+} vp_case;
+
+vp_case *vp_case_new(const char *id);
+void vp_case_free(vp_case **c);
+
+/* Read the next case. Returns 1 with *out set, 0 at the end of the stream (EOF at a frame boundary
+ * or an end-of-stream frame), or a negative exit code (-VP_ERR_DATA, -VP_ERR_RUNTIME) after printing
+ * "prog: error: <input>: case '<id>': <field>: <why>". */
+int vp_case_read(vp_in *in, vp_case **out);
+
+/* Write one case as one frame (a message on ZeroMQ). 0 ok, -1 error (printed). */
+int vp_case_write(vp_out *out, const vp_case *c);
+/* End the stream: on ZeroMQ send the end-of-stream frame; then close (commit). 0 ok, -1 error. */
+int vp_stream_finish(vp_out **out);
+
+vp_vol *vp_case_vol(const vp_case *c, const char *name); /* NULL if absent */
+void vp_case_add_vol(vp_case *c, const char *name, vp_vol *v); /* replaces a volume of that name */
+vp_vol *vp_case_take_vol(vp_case *c, const char *name);        /* remove and return, or NULL */
+
+/* Meta: values are raw msgpack. */
+const vp_kv *vp_case_meta(const vp_case *c, const char *key);
+void vp_case_meta_set(vp_case *c, const char *key, const void *raw, size_t len); /* copies */
+void vp_case_meta_set_sbuf(vp_case *c, const char *key, const msgpack_sbuffer *sb);
+/* Parse a meta value with msgpack-c into *u (msgpack_unpacked_init before, _destroy after);
+ * the object is u->data. 0 ok, -1 absent or invalid. */
+int vp_case_meta_parse(const vp_case *c, const char *key, msgpack_unpacked *u);
+/* Append {"program", "version", "args"} to meta.provenance, using vp_cli_argv(). */
+void vp_case_add_provenance(vp_case *c, const char *program);
+
+/* Pack a str with msgpack-c. */
+void vp_pack_cstr(msgpack_packer *pk, const char *s);
+
+#endif

@@ -1,0 +1,25 @@
+#!/bin/sh
+# Install the Debian packages voxpipe needs, if any are missing. Usage: scripts/deps.sh [build|test|peers]
+#   build: compilers and libraries;  test: + test frameworks;  peers: + Python peers in .venv
+set -e
+what=${1:-build}
+pkgs="build-essential pkg-config libmsgpack-dev libzmq3-dev libnifti2-dev libniftiio-dev libznz-dev zlib1g-dev libdeflate-dev"
+[ "$what" = build ] || pkgs="$pkgs libcriterion-dev bats python3 python3-venv python3-pip time"
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "deps: installing:$missing" >&2
+    if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >&2
+fi
+if [ "$what" = peers ] || [ "$what" = test ]; then
+    # Python peers (nibabel, numpy) for golden files and cross-checks, isolated in .venv
+    if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import nibabel, numpy' 2>/dev/null; then
+        echo "deps: creating .venv with nibabel and numpy" >&2
+        python3 -m venv .venv
+        .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-peers.txt >&2
+    fi
+fi
