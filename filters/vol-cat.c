@@ -7,28 +7,30 @@
 #include <stdlib.h>
 
 static const char *out_spec = "-";
+static struct vp_strlist inputs;
 
 static const struct vp_opt opts[] = {
+    {'i', "in", "ENDPOINT", VP_OPT_LIST, &inputs, "input stream (repeatable, read in order; default -)", 0, 0, NULL},
     {'o', "out", "ENDPOINT", VP_OPT_STR, &out_spec, "where to write the stream: -, FILE, @tcp://ADDR:PORT, >tcp://HOST:PORT", 0, 0, NULL},
     {0, NULL, NULL, 0, NULL, NULL, 0, 0, NULL},
 };
 
 static const struct vp_cmd cmd = {
     "vol-cat", "concatenate voxpipe streams; with one input, pass frames through",
-    "[options] [INPUT...]",
+    "[options] [-i INPUT]...",
     "Each INPUT is -, a stream file, or a ZeroMQ endpoint (@bind or >connect); the default is -.\n"
     "Frames are copied unchanged except that meta.provenance gains a vol-cat entry.",
-    opts, 0, -1,
+    opts, 0, 0,
 };
 
 int main(int argc, char **argv)
 {
-    int first = vp_cli_parse(&cmd, argc, argv);
+    vp_cli_parse(&cmd, argc, argv);
     vp_out *out = vp_out_open(out_spec, 0);
     if (!out) return VP_ERR_RUNTIME;
-    int ninputs = argc - first;
+    int ninputs = inputs.n;
     for (int i = 0; i < (ninputs ? ninputs : 1); i++) {
-        vp_in *in = vp_in_open(ninputs ? argv[first + i] : "-");
+        vp_in *in = vp_in_open(ninputs ? inputs.v[i] : "-");
         if (!in) { vp_out_close(&out, 0); return VP_ERR_RUNTIME; }
         vp_case *c;
         int r;

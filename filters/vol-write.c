@@ -61,16 +61,16 @@ int main(int argc, char **argv)
 
     if (!nifti) { /* the stream itself, atomically */
         if (vp_path_has(out_pat, "{")) vp_usage_error("a stream file name takes no {placeholders}");
-        if (vp_mkdir_parents(out_pat)) return VP_ERR_RUNTIME;
+        if (vp_mkdir_parents(out_pat)) { vp_in_close(&in); return VP_ERR_RUNTIME; }
         vp_out *out = vp_out_open(out_pat, 0);
-        if (!out) return VP_ERR_RUNTIME;
+        if (!out) { vp_in_close(&in); return VP_ERR_RUNTIME; }
         vp_case *c;
         int r;
         while ((r = vp_case_read(in, &c)) > 0) {
             vp_case_add_provenance(c, cmd.name);
             int w = vp_case_write(out, c);
             vp_case_free(&c);
-            if (w) { vp_out_close(&out, 0); return VP_ERR_RUNTIME; }
+            if (w) { vp_in_close(&in); vp_out_close(&out, 0); return VP_ERR_RUNTIME; }
         }
         vp_in_close(&in);
         if (r < 0) { vp_out_close(&out, 0); return -r; }
@@ -94,8 +94,8 @@ int main(int argc, char **argv)
         for (int i = 0; i < c->nvols; i++) {
             if (!selected(c->vol_names[i])) continue;
             char *path = vp_path_expand(out_pat, c->id, c->vol_names[i]);
-            if (!path) { vp_case_free(&c); return VP_ERR_DATA; }
-            if (vp_mkdir_parents(path) || vp_nifti_write(path, c->vols[i], &wo)) { free(path); vp_case_free(&c); return VP_ERR_RUNTIME; }
+            if (!path) { vp_case_free(&c); vp_in_close(&in); return VP_ERR_DATA; }
+            if (vp_mkdir_parents(path) || vp_nifti_write(path, c->vols[i], &wo)) { free(path); vp_case_free(&c); vp_in_close(&in); return VP_ERR_RUNTIME; }
             vp_debug("wrote '%s'", path);
             nfiles++;
             free(path);

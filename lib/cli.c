@@ -18,6 +18,33 @@ static char **saved_argv;
 int vp_cli_argc(void) { return saved_argc; }
 char **vp_cli_argv(void) { return saved_argv; }
 
+/* Keep only the arguments that change what a program computes: endpoints (-i/--in, -o/--out),
+ * --threads, -q and -v say how and where, not what, and would make provenance (and so the output
+ * bytes) differ between a pipe run and a ZeroMQ run of the same pipeline. */
+static void filter_provenance_args(int argc, char **argv)
+{
+    static const char *const with_arg[] = {"-i", "-o", "--in", "--out", "--threads", NULL};
+    static const char *const alone[] = {"-q", "-v", "--quiet", "--verbose", NULL};
+    saved_argv = vp_calloc((size_t)argc + 1, sizeof *saved_argv);
+    saved_argc = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int skip = 0;
+        if (!strcmp(a, "--")) {
+            while (++i < argc) saved_argv[saved_argc++] = argv[i];
+            break;
+        }
+        for (int k = 0; with_arg[k] && !skip; k++) {
+            size_t n = strlen(with_arg[k]);
+            if (!strcmp(a, with_arg[k])) { skip = 1; i++; }
+            else if (!strncmp(a, with_arg[k], n) && (a[n] == '=' || (n == 2 && a[n]))) skip = 1;
+        }
+        for (int k = 0; alone[k] && !skip; k++)
+            if (!strcmp(a, alone[k]) || (a[0] == '-' && a[1] != '-' && strspn(a + 1, "qv") == strlen(a + 1) && a[1])) skip = 1;
+        if (!skip) saved_argv[saved_argc++] = argv[i];
+    }
+}
+
 _Noreturn void vp_usage_error(const char *fmt, ...)
 {
     char buf[1024];
@@ -117,8 +144,7 @@ static void apply(const struct vp_opt *o, const char *arg)
 int vp_cli_parse(const struct vp_cmd *cmd, int argc, char **argv)
 {
     vp_set_progname(cmd->name);
-    saved_argc = argc - 1;
-    saved_argv = argv + 1;
+    filter_provenance_args(argc, argv);
     long nproc = sysconf(_SC_NPROCESSORS_ONLN);
     vp_threads = nproc > 0 ? (int)nproc : 1;
 

@@ -57,7 +57,9 @@ int vp_cli_parse(const struct vp_cmd *cmd, int argc, char **argv);
 /* Print generated help to stdout. */
 void vp_cli_help(const struct vp_cmd *cmd);
 
-/* The argument vector vp_cli_parse() saw (argv[1..]), for provenance entries. */
+/* The arguments vp_cli_parse() saw (argv[1..]) less transport and verbosity options (-i/--in,
+ * -o/--out, --threads, -q, -v), for provenance entries: the same pipeline over pipes or ZeroMQ
+ * records the same provenance. */
 int vp_cli_argc(void);
 char **vp_cli_argv(void);
 

@@ -39,6 +39,19 @@ struct vp_out {
 };
 
 static void *zctx;
+static int nsockets;
+
+/* Close a socket; with the last one, terminate the context, which blocks until every queued
+ * outgoing frame has been delivered (linger -1): a writer that exits right after its last send
+ * still loses nothing. */
+static void zmq_close_counted(void *s)
+{
+    zmq_close(s);
+    if (--nsockets == 0 && zctx) {
+        while (zmq_ctx_term(zctx) && errno == EINTR) {}
+        zctx = NULL;
+    }
+}
 
 int vp_zmq_hwm(void)
 {
@@ -71,10 +84,11 @@ static void *zmq_open(const char *spec, int type, int default_bind)
     int hwm = vp_zmq_hwm(), linger = -1;
     zmq_setsockopt(s, type == ZMQ_PUSH ? ZMQ_SNDHWM : ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger); /* deliver every queued frame on close */
+    nsockets++;
     int rc = bind ? zmq_bind(s, addr) : zmq_connect(s, addr);
     if (rc) {
         vp_error("'%s': cannot %s: %s", spec, bind ? "bind" : "connect", zmq_strerror(errno));
-        zmq_close(s);
+        zmq_close_counted(s);
         return NULL;
     }
     return s;
@@ -218,7 +232,7 @@ void vp_in_close(vp_in **pin)
     vp_in *in = *pin;
     if (!in) return;
     if (in->have_msg) zmq_msg_close(&in->msg);
-    if (in->sock) zmq_close(in->sock);
+    if (in->sock) zmq_close_counted(in->sock);
     if (in->fd > 0) close(in->fd);
     free(in->buf);
     free(in->name);
@@ -360,7 +374,7 @@ int vp_out_close(vp_out **po, int commit)
     int rc = 0;
     if (!o) return 0;
     if (o->sock) {
-        zmq_close(o->sock); /* linger -1: queued frames are delivered */
+        zmq_close_counted(o->sock); /* linger -1: queued frames are delivered */
     } else {
         if (commit) rc = o->failed ? -1 : flush(o);
         if (o->tmp) {

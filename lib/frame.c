@@ -15,6 +15,9 @@
 
 #define PROGRESSIVE_STEP ((uint64_t)64 << 20)
 
+uint64_t vp_frame_bin_limit = 0xffffffffu;
+uint64_t vp_frame_chunk_bytes = VP_CHUNK_BYTES;
+
 /* ---- case objects ---- */
 
 vp_case *vp_case_new(const char *id)
@@ -205,7 +208,7 @@ static int read_payload(struct rctx *r, unsigned char **buf, uint64_t *cap, uint
     uint64_t rem = vp_in_remaining(r->in);
     if (rem != VP_UNKNOWN_SIZE && n > rem) {
         char why[160];
-        snprintf(why, sizeof why, "declared payload of %llu bytes runs past the end of the input (%llu bytes left)",
+        snprintf(why, sizeof why, "truncated frame: declared payload of %llu bytes runs past the end of the input (%llu bytes left)",
                  (unsigned long long)n, (unsigned long long)rem);
         return fail(r, VP_ERR_DATA, why);
     }
@@ -289,7 +292,7 @@ static int read_vol(struct rctx *r, vp_vol **out)
             if (have_data) { rc = fail(r, VP_ERR_DATA, "given twice"); goto out; }
             have_data = 1;
             known = ndims && dtype >= 0;
-            if (known && vp_vol_nbytes(dims, (enum vp_dtype)dtype, &expect)) { rc = fail(r, VP_ERR_DATA, "dims x dtype size overflows"); goto out; }
+            if (known && vp_vol_nbytes(dims, (enum vp_dtype)dtype, &expect)) { r->field = "dims"; rc = fail(r, VP_ERR_DATA, "dims x dtype size overflows or exceeds the 1 TiB limit"); goto out; }
             if (t.kind == MP_BIN) {
                 if (known && t.u != expect) goto size_mismatch_bin;
                 if ((rc = read_payload(r, &data, &cap, &used, t.u))) goto out;
@@ -314,7 +317,7 @@ static int read_vol(struct rctx *r, vp_vol **out)
     if (dtype < 0) { r->field = "dtype"; rc = fail(r, VP_ERR_DATA, "missing"); goto out; }
     if (!have_affine) { r->field = "affine"; rc = fail(r, VP_ERR_DATA, "missing"); goto out; }
     if (!have_data) { r->field = "data"; rc = fail(r, VP_ERR_DATA, "missing"); goto out; }
-    if (vp_vol_nbytes(dims, (enum vp_dtype)dtype, &expect)) { r->field = "dims"; rc = fail(r, VP_ERR_DATA, "dims x dtype size overflows"); goto out; }
+    if (vp_vol_nbytes(dims, (enum vp_dtype)dtype, &expect)) { r->field = "dims"; rc = fail(r, VP_ERR_DATA, "dims x dtype size overflows or exceeds the 1 TiB limit"); goto out; }
     if (used != expect) { t.u = used; goto size_mismatch_bin; }
     for (int c = 0; c < 3; c++) {
         double s = 0;
@@ -487,14 +490,14 @@ static int write_vol(msgpack_packer *pk, vp_out *out, const vp_vol *v)
     for (int i = 0; i < 16; i++) msgpack_pack_double(pk, v->affine[i]);
     vp_pack_cstr(pk, "data");
     const unsigned char *p = v->data;
-    if (nbytes <= 0xffffffffu) {
+    if (nbytes <= vp_frame_bin_limit) {
         if (msgpack_pack_bin(pk, (size_t)nbytes)) return -1;
         return vp_out_write(out, p, (size_t)nbytes); /* payload goes out without a copy */
     }
-    uint64_t nch = (nbytes + VP_CHUNK_BYTES - 1) / VP_CHUNK_BYTES;
+    uint64_t cb = vp_frame_chunk_bytes, nch = (nbytes + cb - 1) / cb;
     msgpack_pack_array(pk, (size_t)nch);
-    for (uint64_t off = 0; off < nbytes; off += VP_CHUNK_BYTES) {
-        uint64_t k = nbytes - off < VP_CHUNK_BYTES ? nbytes - off : VP_CHUNK_BYTES;
+    for (uint64_t off = 0; off < nbytes; off += cb) {
+        uint64_t k = nbytes - off < cb ? nbytes - off : cb;
         if (msgpack_pack_bin(pk, (size_t)k) || vp_out_write(out, p + off, (size_t)k)) return -1;
     }
     return 0;

@@ -46,6 +46,10 @@ typedef struct vp_case {
     vp_kv *extra;
 } vp_case;
 
+/* A payload above vp_frame_bin_limit bytes (default 2^32-1, the largest msgpack bin) is written as
+ * an array of bins of vp_frame_chunk_bytes each (default 1 GiB). Tests lower both to exercise it. */
+extern uint64_t vp_frame_bin_limit, vp_frame_chunk_bytes;
+
 vp_case *vp_case_new(const char *id);
 void vp_case_free(vp_case **c);
 

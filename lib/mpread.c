@@ -110,7 +110,7 @@ int mp_buf_append(struct mp_buf *b, const void *p, size_t n)
 static int body(vp_in *in, uint64_t n, struct mp_buf *buf, const char **why)
 {
     if (vp_in_remaining(in) != VP_UNKNOWN_SIZE && n > vp_in_remaining(in)) {
-        *why = "declared length runs past the end of the input";
+        *why = "truncated frame: declared length runs past the end of the input";
         return -1;
     }
     unsigned char tmp[8192];
