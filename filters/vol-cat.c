@@ -33,12 +33,26 @@ int main(int argc, char **argv)
         vp_in *in = vp_in_open(ninputs ? inputs.v[i] : "-");
         if (!in) { vp_out_close(&out, 0); return VP_ERR_RUNTIME; }
         vp_case *c;
+        vp_sreader *sr;
         int r;
-        while ((r = vp_case_read(in, &c)) > 0) {
+        /* streaming: payloads go from input to output piece by piece (spliced by the kernel
+         * between pipes and files), so memory stays a few MiB whatever the frame size */
+        while ((r = vp_case_begin(in, &c, &sr)) > 0) {
             vp_case_add_provenance(c, cmd.name);
-            int w = vp_case_write(out, c);
+            int w = vp_case_write_head(out, c, vp_sreader_pending(sr));
+            const char *name;
+            const vp_vol *hdr;
+            while (!w && (r = vp_sreader_next(sr, &name, &hdr)) > 0) {
+                struct vp_payload_writer pw;
+                w = vp_case_write_vol_head(out, name, hdr, &pw);
+                if (!w && (r = vp_sreader_copy(sr, &pw)) < 0) break;
+            }
+            if (r < 0) { vp_sreader_abort(&sr); vp_case_free(&c); vp_out_close(&out, 0); return -r; }
+            if (!w) w = vp_out_end_frame(out);
+            r = vp_sreader_end(&sr);
             vp_case_free(&c);
             if (w) { vp_in_close(&in); vp_out_close(&out, 0); return VP_ERR_RUNTIME; }
+            if (r < 0) { vp_out_close(&out, 0); return -r; }
         }
         vp_in_close(&in);
         if (r < 0) { vp_out_close(&out, 0); return -r; }

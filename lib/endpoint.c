@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -391,4 +392,96 @@ int vp_out_close(vp_out **po, int commit)
     free(o);
     *po = NULL;
     return rc;
+}
+
+/* ---- kernel-side copies ---- */
+
+int vp_in_splice_to(vp_in *in, vp_out *o, uint64_t n)
+{
+    if (o->failed) return -1;
+    size_t have = in->len - in->pos;
+    size_t k = have < n ? have : (size_t)n;
+    if (in->sock || o->sock) { /* messages live in memory: plain copies */
+        unsigned char *tmp = vp_malloc(n ? (size_t)n : 1);
+        int rc = vp_in_read(in, tmp, (size_t)n) ? -2 : vp_out_write(o, tmp, (size_t)n);
+        free(tmp);
+        return rc;
+    }
+    if (k) { /* what is already buffered */
+        if (vp_out_write(o, in->buf + in->pos, k)) return -1;
+        in->pos += k;
+        n -= k;
+    }
+    if (!n) return 0;
+    if (flush(o)) { o->failed = 1; return -1; }
+    int use_splice = 1;
+    while (n) {
+        ssize_t r = -1;
+        size_t want = n > (1u << 30) ? (1u << 30) : (size_t)n;
+        if (use_splice) {
+            r = splice(in->fd, NULL, o->fd, NULL, want, SPLICE_F_MOVE);
+            if (r < 0 && (errno == EINVAL || errno == ENOSYS)) { use_splice = 0; continue; }
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) {
+                if (errno == EPIPE) vp_error("'%s': downstream closed the pipe", o->name);
+                else vp_error("'%s' -> '%s': splice failed: %s", in->name, o->name, strerror(errno));
+                o->failed = 1;
+                return -1;
+            }
+            if (r == 0) return -2;
+            if (in->is_file) in->file_left -= (uint64_t)r <= in->file_left ? (uint64_t)r : in->file_left;
+        } else {
+            size_t chunk = want < BUFSZ ? want : BUFSZ;
+            r = read_some(in, in->buf, chunk);
+            if (r < 0) { vp_error("'%s': %s", in->name, in->err); return -1; }
+            if (r == 0) return -2;
+            if (write_all(o, in->buf, (size_t)r)) { o->failed = 1; return -1; }
+        }
+        n -= (uint64_t)r;
+    }
+    return 0;
+}
+
+int vp_out_copy_fd(vp_out *o, int fd, uint64_t off, uint64_t n)
+{
+    if (o->failed) return -1;
+    if (o->sock) {
+        unsigned char *tmp = vp_malloc(BUFSZ);
+        int rc = 0;
+        while (n && !rc) {
+            size_t k = n < BUFSZ ? (size_t)n : BUFSZ;
+            ssize_t r = pread(fd, tmp, k, (off_t)off);
+            if (r <= 0) { rc = vp_error("'%s': read failed: %s", o->name, r ? strerror(errno) : "unexpected end of file"); break; }
+            rc = vp_out_write(o, tmp, (size_t)r);
+            off += (uint64_t)r;
+            n -= (uint64_t)r;
+        }
+        free(tmp);
+        return rc;
+    }
+    if (flush(o)) { o->failed = 1; return -1; }
+    off_t pos = (off_t)off;
+    int use_sendfile = 1;
+    while (n) {
+        size_t want = n > (1u << 30) ? (1u << 30) : (size_t)n;
+        ssize_t r;
+        if (use_sendfile) {
+            r = sendfile(o->fd, fd, &pos, want);
+            if (r < 0 && (errno == EINVAL || errno == ENOSYS)) { use_sendfile = 0; continue; }
+            if (r < 0 && errno == EINTR) continue;
+        } else {
+            unsigned char tmp[65536];
+            r = pread(fd, tmp, want < sizeof tmp ? want : sizeof tmp, pos);
+            if (r > 0 && write_all(o, tmp, (size_t)r)) { o->failed = 1; return -1; }
+            if (r > 0) pos += r;
+        }
+        if (r < 0) {
+            o->failed = 1;
+            if (errno == EPIPE) return vp_error("'%s': downstream closed the pipe", o->name);
+            return vp_error("'%s': copy failed: %s", o->name, strerror(errno));
+        }
+        if (r == 0) { o->failed = 1; return vp_error("'%s': input file ended early", o->name); }
+        n -= (uint64_t)r;
+    }
+    return 0;
 }

@@ -46,6 +46,13 @@ const char *vp_out_name(const vp_out *o);
 /* commit = 1: flush, end the stream, rename a temp file into place; 0: discard. 0 ok, -1 error. */
 int vp_out_close(vp_out **o, int commit);
 
+/* Move n bytes of the current frame from in to out without passing them through user space where
+ * the kernel can (splice between pipes and files); falls back to a copy. 0 ok, -2 short input
+ * (truncated), -1 other error (printed). */
+int vp_in_splice_to(vp_in *in, vp_out *out, uint64_t n);
+/* Append n bytes of file fd at offset off to out (sendfile/splice where possible). 0 ok, -1 error. */
+int vp_out_copy_fd(vp_out *out, int fd, uint64_t off, uint64_t n);
+
 /* ZeroMQ high-water mark in frames for both directions (default 4, env VOXPIPE_HWM). */
 int vp_zmq_hwm(void);
 

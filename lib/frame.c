@@ -232,7 +232,39 @@ static int read_payload(struct rctx *r, unsigned char **buf, uint64_t *cap, uint
     return 0;
 }
 
-static int read_vol(struct rctx *r, vp_vol **out)
+/* A payload left in the stream for the caller to read piece by piece. */
+struct pend {
+    uint64_t left;        /* payload bytes not yet consumed */
+    uint64_t chunk_left;  /* bytes left in the current bin */
+    uint64_t chunks_left; /* bins still to come (array form) */
+    uint64_t total;
+};
+
+static int spacing_ok(const double aff[16])
+{
+    for (int c = 0; c < 3; c++) {
+        double s = 0;
+        for (int i = 0; i < 3; i++) s += aff[i * 4 + c] * aff[i * 4 + c];
+        if (!(s > 0)) return 0;
+    }
+    return 1;
+}
+
+static int mismatch(struct rctx *r, uint64_t got, const uint64_t dims[4], int dtype, uint64_t expect)
+{
+    char why[256];
+    r->field = "data";
+    snprintf(why, sizeof why, "payload is %llu bytes but dims %llux%llux%llux%llu of %s need %llu",
+             (unsigned long long)got, (unsigned long long)dims[0], (unsigned long long)dims[1],
+             (unsigned long long)dims[2], (unsigned long long)dims[3], vp_dtype_name((enum vp_dtype)dtype),
+             (unsigned long long)expect);
+    return fail(r, VP_ERR_DATA, why);
+}
+
+/* Read one VOL map. With pend != NULL and "data" the last key after dims, dtype and affine (the
+ * order writers use), stop at the payload: *out is a header-only volume (data NULL) and *pend
+ * describes the payload left in the stream. Otherwise the payload is read into memory. */
+static int read_vol(struct rctx *r, vp_vol **out, struct pend *pend)
 {
     struct mp_tok t;
     int rc = tok(r, &t);
@@ -293,6 +325,24 @@ static int read_vol(struct rctx *r, vp_vol **out)
             have_data = 1;
             known = ndims && dtype >= 0;
             if (known && vp_vol_nbytes(dims, (enum vp_dtype)dtype, &expect)) { r->field = "dims"; rc = fail(r, VP_ERR_DATA, "dims x dtype size overflows or exceeds the 1 TiB limit"); goto out; }
+            if (pend && known && have_affine && k == nkeys - 1 && (t.kind == MP_BIN || t.kind == MP_ARRAY)) {
+                uint64_t rem = vp_in_remaining(r->in);
+                if (t.kind == MP_BIN && t.u != expect) goto size_mismatch_bin;
+                if (t.kind == MP_ARRAY && t.u > VP_MAX_CHUNKS) { rc = fail(r, VP_ERR_DATA, "too many chunks"); goto out; }
+                if (rem != VP_UNKNOWN_SIZE && expect > rem) {
+                    char why[160];
+                    snprintf(why, sizeof why, "truncated frame: declared payload of %llu bytes runs past the end of the input (%llu bytes left)",
+                             (unsigned long long)expect, (unsigned long long)rem);
+                    rc = fail(r, VP_ERR_DATA, why);
+                    goto out;
+                }
+                if (!spacing_ok(aff)) { r->field = "affine"; rc = fail(r, VP_ERR_DATA, "zero voxel spacing (degenerate affine)"); goto out; }
+                *pend = (struct pend){expect, t.kind == MP_BIN ? t.u : 0, t.kind == MP_ARRAY ? t.u : 0, expect};
+                *out = vp_vol_wrap(dims, (enum vp_dtype)dtype, aff, NULL, 0);
+                (*out)->has_channels = ndims == 4;
+                r->field = NULL;
+                return 0;
+            }
             if (t.kind == MP_BIN) {
                 if (known && t.u != expect) goto size_mismatch_bin;
                 if ((rc = read_payload(r, &data, &cap, &used, t.u))) goto out;
@@ -319,26 +369,15 @@ static int read_vol(struct rctx *r, vp_vol **out)
     if (!have_data) { r->field = "data"; rc = fail(r, VP_ERR_DATA, "missing"); goto out; }
     if (vp_vol_nbytes(dims, (enum vp_dtype)dtype, &expect)) { r->field = "dims"; rc = fail(r, VP_ERR_DATA, "dims x dtype size overflows or exceeds the 1 TiB limit"); goto out; }
     if (used != expect) { t.u = used; goto size_mismatch_bin; }
-    for (int c = 0; c < 3; c++) {
-        double s = 0;
-        for (int i = 0; i < 3; i++) s += aff[i * 4 + c] * aff[i * 4 + c];
-        if (!(s > 0)) { r->field = "affine"; rc = fail(r, VP_ERR_DATA, "zero voxel spacing (degenerate affine)"); goto out; }
-    }
+    if (!spacing_ok(aff)) { r->field = "affine"; rc = fail(r, VP_ERR_DATA, "zero voxel spacing (degenerate affine)"); goto out; }
     if (!data) data = vp_malloc(1);
     *out = vp_vol_wrap(dims, (enum vp_dtype)dtype, aff, data, 0);
     (*out)->has_channels = ndims == 4;
     r->field = NULL;
     return 0;
 
-size_mismatch_bin: {
-        char why[256];
-        r->field = "data";
-        snprintf(why, sizeof why, "payload is %llu bytes but dims %llux%llux%llux%llu of %s need %llu",
-                 (unsigned long long)t.u, (unsigned long long)dims[0], (unsigned long long)dims[1],
-                 (unsigned long long)dims[2], (unsigned long long)dims[3], vp_dtype_name((enum vp_dtype)dtype),
-                 (unsigned long long)expect);
-        rc = fail(r, VP_ERR_DATA, why);
-    }
+size_mismatch_bin:
+    rc = mismatch(r, t.u, dims, dtype, expect);
 out:
     free(data);
     return rc;
@@ -372,15 +411,34 @@ static int read_kvs(struct rctx *r, vp_kv **kvs, int *n, size_t *budget)
     return 0;
 }
 
-int vp_case_read(vp_in *in, vp_case **out)
+struct vp_sreader {
+    struct rctx r;
+    vp_case *head;
+    uint64_t vols_left;     /* streamed volumes not yet started */
+    int nstream;            /* streamed volumes in all */
+    char *names[VP_MAX_VOLS];
+    int nnames;
+    char *cur_name;
+    vp_vol *cur;            /* header of the current volume (or a whole one read into memory) */
+    int cur_mem;            /* cur holds its data: serve the payload from memory */
+    uint64_t mem_off;
+    struct pend p;
+    unsigned char *bounce;
+};
+
+/* Read a frame up to its volumes. *sr is NULL when the frame holds no streamed volumes. */
+static int read_head(vp_in *in, vp_case **out, vp_sreader **psr)
 {
     static long frame_no;
     *out = NULL;
+    *psr = NULL;
     int r0 = vp_in_begin_frame(in);
     if (r0 <= 0) return r0 == 0 ? 0 : -VP_ERR_RUNTIME;
     struct rctx r = {in, vp_case_new(NULL), NULL, NULL, ++frame_no};
     struct mp_tok t;
     int rc = tok(&r, &t), have_version = 0, have_id = 0, eos = 0;
+    uint64_t stream_vols = 0;
+    int streaming = 0;
     size_t budget = VP_MAX_META;
     if (rc) goto fail;
     if (t.kind != MP_MAP) { rc = fail(&r, VP_ERR_DATA, "top-level value is not a map (not a voxpipe stream?)"); goto fail; }
@@ -430,6 +488,11 @@ int vp_case_read(vp_in *in, vp_case **out)
             if (t.kind != MP_MAP) { rc = fail(&r, VP_ERR_DATA, "must be a map"); goto fail; }
             if (t.u > VP_MAX_VOLS) { rc = fail(&r, VP_ERR_DATA, "too many volumes"); goto fail; }
             uint64_t nv = t.u;
+            if (i == nk - 1) { /* the last key, as writers put it: leave the volumes in the stream */
+                stream_vols = nv;
+                streaming = 1;
+                break;
+            }
             for (uint64_t v = 0; v < nv; v++) {
                 char *name;
                 r.field = "vols";
@@ -438,7 +501,7 @@ int vp_case_read(vp_in *in, vp_case **out)
                 r.vol = name;
                 r.field = NULL;
                 vp_vol *vol = NULL;
-                rc = read_vol(&r, &vol);
+                rc = read_vol(&r, &vol, NULL);
                 r.vol = NULL;
                 if (rc) { free(name); goto fail; }
                 r.c->vol_names[r.c->nvols] = name;
@@ -457,14 +520,239 @@ int vp_case_read(vp_in *in, vp_case **out)
     }
     r.field = NULL;
     if (!have_version) { r.field = "voxpipe"; rc = fail(&r, VP_ERR_DATA, "missing (not a voxpipe stream?)"); goto fail; }
-    if (vp_in_end_frame(in)) { rc = -VP_ERR_DATA; goto fail; }
-    if (eos) { vp_case_free(&r.c); return 0; }
+    if (eos && !stream_vols) {
+        if (vp_in_end_frame(in)) { rc = -VP_ERR_DATA; goto fail; }
+        vp_case_free(&r.c);
+        return 0;
+    }
     if (!have_id || !r.c->id[0]) { r.field = "id"; rc = fail(&r, VP_ERR_DATA, "missing or empty"); goto fail; }
+    if (!streaming && vp_in_end_frame(in)) { rc = -VP_ERR_DATA; goto fail; }
+    vp_sreader *sr = vp_calloc(1, sizeof *sr);
+    sr->r = r;
+    sr->head = r.c;
+    sr->vols_left = stream_vols;
+    sr->nstream = (int)stream_vols;
+    sr->r.field = NULL;
+    sr->r.vol = NULL;
+    sr->bounce = NULL;
+    if (r.c->nvols + stream_vols > VP_MAX_VOLS) { rc = fail(&r, VP_ERR_DATA, "too many volumes"); free(sr); goto fail; }
+    *psr = sr;
     *out = r.c;
     return 1;
 fail:
     vp_case_free(&r.c);
     return rc;
+}
+
+int vp_case_begin(vp_in *in, vp_case **head, vp_sreader **sr)
+{
+    return read_head(in, head, sr);
+}
+
+int vp_sreader_pending(const vp_sreader *sr) { return sr ? sr->nstream : 0; }
+
+/* Make sure the current bin has bytes (read the next chunk header if needed). */
+static int piece(vp_sreader *sr)
+{
+    while (sr->p.chunk_left == 0 && sr->p.left > 0) {
+        if (!sr->p.chunks_left)
+            return mismatch(&sr->r, sr->p.total - sr->p.left, sr->cur->dims, sr->cur->dtype, sr->p.total);
+        struct mp_tok b;
+        int rc = tok(&sr->r, &b);
+        if (rc) return rc;
+        if (b.kind != MP_BIN) return fail(&sr->r, VP_ERR_DATA, "chunks must be bin values");
+        if (b.u > sr->p.left)
+            return mismatch(&sr->r, sr->p.total - sr->p.left + b.u, sr->cur->dims, sr->cur->dtype, sr->p.total);
+        sr->p.chunk_left = b.u;
+        sr->p.chunks_left--;
+    }
+    return 0;
+}
+
+/* After the last payload byte: any remaining chunks must be empty. */
+static int finish_payload(vp_sreader *sr)
+{
+    while (sr->p.chunks_left) {
+        struct mp_tok b;
+        int rc = tok(&sr->r, &b);
+        if (rc) return rc;
+        if (b.kind != MP_BIN) return fail(&sr->r, VP_ERR_DATA, "chunks must be bin values");
+        if (b.u) return mismatch(&sr->r, sr->p.total + b.u, sr->cur->dims, sr->cur->dtype, sr->p.total);
+        sr->p.chunks_left--;
+    }
+    return 0;
+}
+
+uint64_t vp_sreader_left(const vp_sreader *sr) { return sr->cur ? sr->p.left : 0; }
+
+int vp_sreader_read(vp_sreader *sr, void *buf, size_t n)
+{
+    unsigned char *d = buf;
+    if (n > sr->p.left) return fail(&sr->r, VP_ERR_RUNTIME, "read past the end of the payload (program bug)");
+    if (sr->cur_mem) {
+        memcpy(d, (unsigned char *)sr->cur->data + sr->mem_off, n);
+        sr->mem_off += n;
+        sr->p.left -= n;
+        return 0;
+    }
+    while (n) {
+        int rc = piece(sr);
+        if (rc) return rc;
+        size_t k = n < sr->p.chunk_left ? n : (size_t)sr->p.chunk_left;
+        if (vp_in_read(sr->r.in, d, k)) return fail_read(&sr->r, vp_in_errmsg(sr->r.in));
+        d += k;
+        n -= k;
+        sr->p.chunk_left -= k;
+        sr->p.left -= k;
+    }
+    return sr->p.left ? 0 : finish_payload(sr);
+}
+
+#define BOUNCE ((size_t)1 << 20)
+
+int vp_sreader_copy(vp_sreader *sr, struct vp_payload_writer *pw)
+{
+    while (sr->p.left) {
+        if (!sr->cur_mem) {
+            int rc = piece(sr);
+            if (rc) return rc;
+            if (!pw->chunked) { /* whole bins on both sides: let the kernel move the bytes */
+                uint64_t k = sr->p.chunk_left;
+                int s = vp_in_splice_to(sr->r.in, pw->out, k);
+                if (s < 0) return s == -2 ? fail_read(&sr->r, vp_in_errmsg(sr->r.in)) : -VP_ERR_RUNTIME;
+                sr->p.chunk_left -= k;
+                sr->p.left -= k;
+                pw->left -= k;
+                continue;
+            }
+        }
+        if (!sr->bounce) sr->bounce = vp_malloc(BOUNCE);
+        size_t k = sr->p.left < BOUNCE ? (size_t)sr->p.left : BOUNCE;
+        int rc = vp_sreader_read(sr, sr->bounce, k);
+        if (rc) return rc;
+        if (vp_payload_write(pw, sr->bounce, k)) return -VP_ERR_RUNTIME;
+    }
+    return finish_payload(sr);
+}
+
+static int skip_rest(vp_sreader *sr)
+{
+    while (sr->p.left) {
+        if (!sr->bounce) sr->bounce = vp_malloc(BOUNCE);
+        size_t k = sr->p.left < BOUNCE ? (size_t)sr->p.left : BOUNCE;
+        int rc = vp_sreader_read(sr, sr->bounce, k);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static void drop_current(vp_sreader *sr)
+{
+    vp_vol_free(&sr->cur);
+    sr->cur_mem = 0;
+    sr->mem_off = 0;
+    memset(&sr->p, 0, sizeof sr->p);
+}
+
+int vp_sreader_next(vp_sreader *sr, const char **name, const vp_vol **hdr)
+{
+    int rc;
+    if (sr->cur && (rc = skip_rest(sr))) return rc;
+    drop_current(sr);
+    if (!sr->vols_left) return 0;
+    char *nm;
+    sr->r.field = "vols";
+    if ((rc = key(&sr->r, &nm))) return rc;
+    for (int i = 0; i < sr->nnames; i++)
+        if (!strcmp(sr->names[i], nm)) { free(nm); return fail(&sr->r, VP_ERR_DATA, "duplicate volume name"); }
+    if (vp_case_vol(sr->head, nm)) { free(nm); return fail(&sr->r, VP_ERR_DATA, "duplicate volume name"); }
+    sr->names[sr->nnames++] = nm;
+    sr->vols_left--;
+    sr->r.vol = nm;
+    sr->r.field = NULL;
+    vp_vol *v = NULL;
+    if ((rc = read_vol(&sr->r, &v, &sr->p))) return rc;
+    sr->cur = v;
+    sr->r.field = "data"; /* errors from here on are about the payload */
+    if (v->data) { /* the payload came before the end of its map: it is in memory */
+        uint64_t nb;
+        vp_vol_nbytes(v->dims, v->dtype, &nb);
+        sr->cur_mem = 1;
+        sr->p = (struct pend){nb, nb, 0, nb};
+    }
+    *name = nm;
+    *hdr = v;
+    return 1;
+}
+
+vp_vol *vp_sreader_take(vp_sreader *sr, int *rc)
+{
+    vp_vol *v = sr->cur;
+    *rc = 0;
+    if (sr->cur_mem) { sr->cur = NULL; drop_current(sr); return v; }
+    unsigned char *buf = NULL;
+    uint64_t cap = 0, used = 0;
+    while (sr->p.left) {
+        if ((*rc = piece(sr))) { free(buf); return NULL; }
+        uint64_t k = sr->p.chunk_left, before = used;
+        if ((*rc = read_payload(&sr->r, &buf, &cap, &used, k))) { free(buf); return NULL; }
+        sr->p.chunk_left -= used - before;
+        sr->p.left -= used - before;
+    }
+    if ((*rc = finish_payload(sr))) { free(buf); return NULL; }
+    if (!buf) buf = vp_malloc(1);
+    v->alloc = v->data = buf;
+    sr->cur = NULL;
+    drop_current(sr);
+    return v;
+}
+
+int vp_sreader_end(vp_sreader **psr)
+{
+    vp_sreader *sr = *psr;
+    int rc = 0;
+    if (!sr) return 0;
+    const char *name;
+    const vp_vol *hdr;
+    while ((rc = vp_sreader_next(sr, &name, &hdr)) > 0) {}
+    if (!rc && vp_in_end_frame(sr->r.in)) rc = -VP_ERR_DATA;
+    drop_current(sr);
+    for (int i = 0; i < sr->nnames; i++) free(sr->names[i]);
+    free(sr->bounce);
+    free(sr);
+    *psr = NULL;
+    return rc;
+}
+
+void vp_sreader_abort(vp_sreader **psr)
+{
+    vp_sreader *sr = *psr;
+    if (!sr) return;
+    drop_current(sr);
+    for (int i = 0; i < sr->nnames; i++) free(sr->names[i]);
+    free(sr->bounce);
+    free(sr);
+    *psr = NULL;
+}
+
+int vp_case_read(vp_in *in, vp_case **out)
+{
+    vp_case *c;
+    vp_sreader *sr;
+    int rc = read_head(in, &c, &sr);
+    if (rc <= 0) return rc;
+    const char *name;
+    const vp_vol *hdr;
+    while ((rc = vp_sreader_next(sr, &name, &hdr)) > 0) {
+        vp_vol *v = vp_sreader_take(sr, &rc);
+        if (!v) break;
+        c->vol_names[c->nvols] = vp_strdup(name);
+        c->vols[c->nvols++] = v;
+    }
+    if (rc < 0) { vp_sreader_abort(&sr); vp_case_free(&c); return rc; }
+    if ((rc = vp_sreader_end(&sr)) < 0) { vp_case_free(&c); return rc; }
+    *out = c;
+    return 1;
 }
 
 /* ---- writing ---- */
@@ -474,41 +762,63 @@ static int out_cb(void *data, const char *buf, size_t len)
     return vp_out_write((vp_out *)data, buf, len);
 }
 
-static int write_vol(msgpack_packer *pk, vp_out *out, const vp_vol *v)
+int vp_case_write_vol_head(vp_out *out, const char *name, const vp_vol *v, struct vp_payload_writer *pw)
 {
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, out, out_cb);
     uint64_t nbytes;
-    if (vp_vol_nbytes(v->dims, v->dtype, &nbytes)) return vp_error("volume too large to write");
+    if (vp_vol_nbytes(v->dims, v->dtype, &nbytes)) return vp_error("volume '%s' too large to write", name);
     int nd = v->has_channels || v->dims[3] > 1 ? 4 : 3;
-    msgpack_pack_map(pk, 4);
-    vp_pack_cstr(pk, "dims");
-    msgpack_pack_array(pk, (size_t)nd);
-    for (int i = 0; i < nd; i++) msgpack_pack_uint64(pk, v->dims[i]);
-    vp_pack_cstr(pk, "dtype");
-    vp_pack_cstr(pk, vp_dtype_name(v->dtype));
-    vp_pack_cstr(pk, "affine");
-    msgpack_pack_array(pk, 16);
-    for (int i = 0; i < 16; i++) msgpack_pack_double(pk, v->affine[i]);
-    vp_pack_cstr(pk, "data");
-    const unsigned char *p = v->data;
-    if (nbytes <= vp_frame_bin_limit) {
-        if (msgpack_pack_bin(pk, (size_t)nbytes)) return -1;
-        return vp_out_write(out, p, (size_t)nbytes); /* payload goes out without a copy */
+    vp_pack_cstr(&pk, name);
+    msgpack_pack_map(&pk, 4);
+    vp_pack_cstr(&pk, "dims");
+    msgpack_pack_array(&pk, (size_t)nd);
+    for (int i = 0; i < nd; i++) msgpack_pack_uint64(&pk, v->dims[i]);
+    vp_pack_cstr(&pk, "dtype");
+    vp_pack_cstr(&pk, vp_dtype_name(v->dtype));
+    vp_pack_cstr(&pk, "affine");
+    msgpack_pack_array(&pk, 16);
+    for (int i = 0; i < 16; i++) msgpack_pack_double(&pk, v->affine[i]);
+    vp_pack_cstr(&pk, "data");
+    pw->out = out;
+    pw->left = nbytes;
+    pw->chunk_left = 0;
+    pw->chunked = nbytes > vp_frame_bin_limit;
+    if (!pw->chunked) return msgpack_pack_bin(&pk, (size_t)nbytes);
+    uint64_t cb = vp_frame_chunk_bytes;
+    return msgpack_pack_array(&pk, (size_t)((nbytes + cb - 1) / cb));
+}
+
+int vp_payload_write(struct vp_payload_writer *pw, const void *buf, size_t n)
+{
+    const unsigned char *p = buf;
+    if (n > pw->left) return vp_error("'%s': payload longer than its volume (program bug)", vp_out_name(pw->out));
+    if (!pw->chunked) {
+        pw->left -= n;
+        return vp_out_write(pw->out, p, n);
     }
-    uint64_t cb = vp_frame_chunk_bytes, nch = (nbytes + cb - 1) / cb;
-    msgpack_pack_array(pk, (size_t)nch);
-    for (uint64_t off = 0; off < nbytes; off += cb) {
-        uint64_t k = nbytes - off < cb ? nbytes - off : cb;
-        if (msgpack_pack_bin(pk, (size_t)k) || vp_out_write(out, p + off, (size_t)k)) return -1;
+    while (n) {
+        if (!pw->chunk_left) {
+            msgpack_packer pk;
+            msgpack_packer_init(&pk, pw->out, out_cb);
+            pw->chunk_left = pw->left < vp_frame_chunk_bytes ? pw->left : vp_frame_chunk_bytes;
+            if (msgpack_pack_bin(&pk, (size_t)pw->chunk_left)) return -1;
+        }
+        size_t k = n < pw->chunk_left ? n : (size_t)pw->chunk_left;
+        if (vp_out_write(pw->out, p, k)) return -1;
+        p += k;
+        n -= k;
+        pw->chunk_left -= k;
+        pw->left -= k;
     }
     return 0;
 }
 
-int vp_case_write(vp_out *out, const vp_case *c)
+int vp_case_write_head(vp_out *out, const vp_case *c, int nstream)
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, out_cb);
-    int rc = 0;
-    rc |= msgpack_pack_map(&pk, (size_t)(4 + c->nextra));
+    int rc = msgpack_pack_map(&pk, (size_t)(4 + c->nextra));
     vp_pack_cstr(&pk, "voxpipe");
     msgpack_pack_uint32(&pk, VP_FORMAT_MAJOR);
     vp_pack_cstr(&pk, "id");
@@ -519,17 +829,23 @@ int vp_case_write(vp_out *out, const vp_case *c)
         vp_pack_cstr(&pk, c->meta[i].key);
         rc |= vp_out_write(out, c->meta[i].raw, c->meta[i].len);
     }
-    vp_pack_cstr(&pk, "vols");
-    msgpack_pack_map(&pk, (size_t)c->nvols);
-    for (int i = 0; i < c->nvols && !rc; i++) {
-        vp_pack_cstr(&pk, c->vol_names[i]);
-        rc |= write_vol(&pk, out, c->vols[i]);
-    }
-    for (int i = 0; i < c->nextra; i++) {
+    for (int i = 0; i < c->nextra; i++) { /* before "vols", which stays last */
         vp_pack_cstr(&pk, c->extra[i].key);
         rc |= vp_out_write(out, c->extra[i].raw, c->extra[i].len);
     }
-    if (rc) return -1;
+    vp_pack_cstr(&pk, "vols");
+    rc |= msgpack_pack_map(&pk, (size_t)(c->nvols + nstream));
+    for (int i = 0; i < c->nvols && !rc; i++) {
+        struct vp_payload_writer pw;
+        rc |= vp_case_write_vol_head(out, c->vol_names[i], c->vols[i], &pw);
+        if (!rc) rc |= vp_payload_write(&pw, c->vols[i]->data, (size_t)pw.left);
+    }
+    return rc ? -1 : 0;
+}
+
+int vp_case_write(vp_out *out, const vp_case *c)
+{
+    if (vp_case_write_head(out, c, 0)) return -1;
     return vp_out_end_frame(out);
 }
 
