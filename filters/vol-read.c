@@ -8,6 +8,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,6 +195,66 @@ static int read_case(const char *input, const char *label_file, vp_case **out)
     return 0;
 }
 
+/* Uncompressed NIfTI that needs no conversion goes from the file to the output through the kernel
+ * (sendfile), never held in memory. Returns 1 when done, 0 when the case must be read whole. */
+static int stream_case(const char *input, const char *label_file, vp_out *out, int *err)
+{
+    *err = 0;
+    if (is_dir(input) || lmap) return 0;
+    const char *paths[2] = {input, label_file};
+    vp_vol *hdr[2] = {NULL, NULL};
+    struct vp_nifti_info ni[2];
+    uint64_t off[2] = {0, 0};
+    int n = label_file ? 2 : 1, ok = 1;
+    for (int i = 0; i < n && ok; i++) {
+        int r = vp_nifti_probe(paths[i], &hdr[i], &ni[i], &off[i]);
+        if (r < 0) { *err = -r; ok = 0; }
+        else if (r == 0) ok = 0;
+        else {
+            uint64_t nb;
+            vp_vol_nbytes(hdr[i]->dims, hdr[i]->dtype, &nb);
+            if (nb > vp_frame_bin_limit) ok = 0; /* > 4 GiB: the chunked path reads it whole */
+        }
+    }
+    if (ok && n == 2 && !same_grid(hdr[1], hdr[0])) {
+        vp_error("'%s': label grid (dims or affine) differs from the image '%s'", label_file, input);
+        *err = VP_ERR_DATA;
+        ok = 0;
+    }
+    if (!ok) { vp_vol_free(&hdr[0]); vp_vol_free(&hdr[1]); return *err ? 1 : 0; }
+
+    char *id = id_opt ? vp_strdup(id_opt) : case_id_from(input);
+    vp_case *c = vp_case_new(id);
+    free(id);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, (size_t)n);
+    vp_pack_cstr(&pk, image_name);
+    pack_nifti_info(&pk, input, &ni[0]);
+    if (n == 2) { vp_pack_cstr(&pk, label_name); pack_nifti_info(&pk, label_file, &ni[1]); }
+    vp_case_meta_set_sbuf(c, "nifti", &sb);
+    msgpack_sbuffer_destroy(&sb);
+    vp_case_add_provenance(c, cmd.name);
+    int rc = vp_case_write_head(out, c, n);
+    for (int i = 0; i < n && !rc; i++) {
+        struct vp_payload_writer pw;
+        rc = vp_case_write_vol_head(out, i ? label_name : image_name, hdr[i], &pw);
+        if (rc) break;
+        int fd = open(paths[i], O_RDONLY | O_CLOEXEC);
+        if (fd < 0) { rc = vp_error("'%s': cannot open: %s", paths[i], strerror(errno)); break; }
+        rc = vp_out_copy_fd(out, fd, off[i], pw.left);
+        close(fd);
+    }
+    if (!rc) rc = vp_out_end_frame(out);
+    vp_case_free(&c);
+    vp_vol_free(&hdr[0]);
+    vp_vol_free(&hdr[1]);
+    if (rc) *err = VP_ERR_RUNTIME;
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     int first = vp_cli_parse(&cmd, argc, argv);
@@ -208,8 +270,14 @@ int main(int argc, char **argv)
     vp_out *out = vp_out_open(out_spec, 0);
     if (!out) return VP_ERR_RUNTIME;
     for (int i = 0; i < n; i++) {
+        const char *lf = label_files.n ? label_files.v[i] : NULL;
+        int err;
+        if (stream_case(argv[first + i], lf, out, &err)) {
+            if (err) { vp_out_close(&out, 0); return err; }
+            continue;
+        }
         vp_case *c;
-        int rc = read_case(argv[first + i], label_files.n ? label_files.v[i] : NULL, &c);
+        int rc = read_case(argv[first + i], lf, &c);
         if (rc) { vp_out_close(&out, 0); return -rc; }
         int w = vp_case_write(out, c);
         vp_case_free(&c);

@@ -83,24 +83,65 @@ int main(int argc, char **argv)
     wo.version = nifti2 ? 2 : 1;
     wo.threads = vp_threads;
     int has_vol = vp_path_has(out_pat, "{vol}");
+    int gz = ends_with(out_pat, ".gz");
     vp_case *c;
+    vp_sreader *sr;
     int r, nfiles = 0;
-    while ((r = vp_case_read(in, &c)) > 0) {
-        int nsel = 0;
+    while ((r = vp_case_begin(in, &c, &sr)) > 0) {
+        /* volumes read whole (frames in another key order) and streamed ones, in frame order */
+        int nsel = 0, total = c->nvols + vp_sreader_pending(sr);
         for (int i = 0; i < c->nvols; i++) nsel += selected(c->vol_names[i]);
+        if (!vols.n) nsel = total;
         if (!nsel) vp_warn("case '%s': no selected volume to write", c->id);
         if (nsel > 1 && !has_vol)
             vp_die(VP_ERR_USAGE, "case '%s' has %d volumes to write but pattern '%s' has no {vol} (select one with --vol)", c->id, nsel, out_pat);
-        for (int i = 0; i < c->nvols; i++) {
+        int rc = 0;
+        for (int i = 0; i < c->nvols && !rc; i++) {
             if (!selected(c->vol_names[i])) continue;
             char *path = vp_path_expand(out_pat, c->id, c->vol_names[i]);
-            if (!path) { vp_case_free(&c); vp_in_close(&in); return VP_ERR_DATA; }
-            if (vp_mkdir_parents(path) || vp_nifti_write(path, c->vols[i], &wo)) { free(path); vp_case_free(&c); vp_in_close(&in); return VP_ERR_RUNTIME; }
-            vp_debug("wrote '%s'", path);
-            nfiles++;
+            if (!path) rc = VP_ERR_DATA;
+            else if (vp_mkdir_parents(path) || vp_nifti_write(path, c->vols[i], &wo)) rc = VP_ERR_RUNTIME;
+            else { vp_debug("wrote '%s'", path); nfiles++; }
             free(path);
         }
+        const char *name;
+        const vp_vol *hdr;
+        while (!rc && (r = vp_sreader_next(sr, &name, &hdr)) > 0) {
+            if (!selected(name)) continue; /* skipped by the next call */
+            char *path = vp_path_expand(out_pat, c->id, name);
+            if (!path) { rc = VP_ERR_DATA; break; }
+            if (vp_mkdir_parents(path)) { free(path); rc = VP_ERR_RUNTIME; break; }
+            if (gz || hdr->dtype == VP_F16) { /* compress or convert: needs the whole volume */
+                vp_vol *v = vp_sreader_take(sr, &r);
+                if (!v) { free(path); break; }
+                if (vp_nifti_write(path, v, &wo)) rc = VP_ERR_RUNTIME;
+                vp_vol_free(&v);
+            } else { /* header, then the payload spliced from the stream into the file */
+                unsigned char hb[548];
+                size_t hl;
+                vp_out *o = vp_out_open(path, VP_OUT_ALLOW_TTY);
+                struct vp_payload_writer pw;
+                if (!o || vp_nifti_header(hdr, &wo, hb, &hl) || vp_out_write(o, hb, hl)) rc = VP_ERR_RUNTIME;
+                else {
+                    pw.out = o;
+                    vp_vol_nbytes(hdr->dims, hdr->dtype, &pw.left);
+                    pw.chunk_left = 0;
+                    pw.chunked = 0;
+                    if ((r = vp_sreader_copy(sr, &pw)) < 0) { vp_out_close(&o, 0); free(path); break; }
+                }
+                if (o && vp_out_close(&o, rc == 0)) rc = VP_ERR_RUNTIME;
+            }
+            if (!rc) { vp_debug("wrote '%s'", path); nfiles++; }
+            free(path);
+        }
+        if (rc || r < 0) {
+            vp_sreader_abort(&sr);
+            vp_case_free(&c);
+            return rc ? rc : -r;
+        }
+        r = vp_sreader_end(&sr);
         vp_case_free(&c);
+        if (r < 0) break;
     }
     vp_in_close(&in);
     if (r < 0) return -r;

@@ -102,6 +102,9 @@ static int parse_header(const char *path, const unsigned char *buf, size_t n, st
         h->hdr_size = 540;
     }
     h->descrip[80] = 0;
+    /* as nibabel's header check on load: an xform code it does not know (valid: 0..5) becomes 0 */
+    if (h->qform_code < 0 || h->qform_code > 5) h->qform_code = 0;
+    if (h->sform_code < 0 || h->sform_code > 5) h->sform_code = 0;
     return 0;
 }
 
@@ -118,10 +121,10 @@ int vp_nifti_affine_from_fields(int version, int qform_code, int sform_code, con
         double b = q[0], c = q[1], d = q[2];
         double thresh = version == 1 ? 3 * (double)FLT_EPSILON : 3 * DBL_EPSILON;
         double w2 = 1.0 - (b * b + c * c + d * d), a;
-        if (w2 < 0) {
-            if (w2 < -thresh) { *why = "qform quaternion has norm above 1"; return -1; }
-            a = 0;
-        } else a = sqrt(w2);
+        /* nibabel >= 5: |w2| below the threshold is a 180-degree rotation (w = 0), not sqrt(w2) */
+        if (fabs(w2) < thresh) a = 0;
+        else if (w2 < 0) { *why = "qform quaternion has norm above 1"; return -1; }
+        else a = sqrt(w2);
         double Nq = a * a + b * b + c * c + d * d, R[9];
         if (Nq < DBL_EPSILON) {
             double I[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1};
@@ -309,6 +312,71 @@ static int convert(const char *path, const void *raw, int dt, uint64_t n, double
 
 /* ---- read ---- */
 
+struct hinfo {
+    int nd, nbyper, swapsize;
+    uint64_t dims[4], nvox, nbytes, off;
+    double slope, inter, aff[16];
+};
+
+/* Validate a parsed header and derive sizes, scaling and the affine. 0 ok, or -VP_ERR_DATA. */
+static int check_header(const char *path, const struct hdr *h, struct hinfo *hi)
+{
+    int nd = (int)h->dim[0];
+    if (nd < 1 || nd > 7) return bad(path, "dim[0] = %d is outside 1..7", nd);
+    uint64_t dims[4] = {1, 1, 1, 1};
+    for (int i = 1; i <= nd; i++) {
+        if (h->dim[i] <= 0) return bad(path, "dim[%d] = %lld is not positive", i, (long long)h->dim[i]);
+        if (i <= 4) dims[i - 1] = (uint64_t)h->dim[i];
+        else if (h->dim[i] != 1) return bad(path, "dim[%d] = %lld: only 3D volumes with optional channels (dim[4]) are supported", i, (long long)h->dim[i]);
+    }
+    int nbyper = 0, swapsize = 0;
+    nifti_datatype_sizes(h->datatype, &nbyper, &swapsize);
+    int supported = dtype_of(h->datatype) >= 0 || h->datatype == DT_INT8 || h->datatype == DT_UINT32 ||
+                    h->datatype == DT_INT64 || h->datatype == DT_UINT64 || h->datatype == DT_FLOAT64;
+    if (!nbyper || !supported) {
+        return bad(path, "unsupported NIfTI datatype %d (%s)", h->datatype, nifti_datatype_to_string(h->datatype));
+    }
+    uint64_t nvox = 0, nbytes = 0;
+    enum vp_dtype probe = VP_U8;
+    if (vp_vol_nbytes(dims, probe, &nvox) || vp_mul_overflow(nvox, (uint64_t)nbyper, &nbytes) || nbytes > VP_MAX_VOL_BYTES) {
+        return bad(path, "dimensions %lldx%lldx%lldx%lld are too large", (long long)dims[0], (long long)dims[1], (long long)dims[2], (long long)dims[3]);
+    }
+    if (!isfinite(h->vox_offset) || h->vox_offset < 0 || h->vox_offset > 1e12) return bad(path, "vox_offset %g is invalid", h->vox_offset);
+    uint64_t off = (uint64_t)h->vox_offset;
+    if (off < h->hdr_size + 4) off = h->hdr_size + 4; /* as nibabel: data never overlaps the header */
+
+    /* slope/inter as nibabel: slope 0 or non-finite means no scaling; a bad intercept is an error */
+    double slope = h->scl_slope, inter = h->scl_inter;
+    if (slope == 0 || !isfinite(slope)) { slope = 1; inter = 0; }
+    else if (!isfinite(inter)) return bad(path, "valid scl_slope %g but invalid scl_inter %g", slope, inter);
+
+    /* the affine, with nibabel's precedence; pixdims must be sane where they are the spacing */
+    if (h->sform_code == 0) {
+        for (int i = 1; i <= 3; i++) {
+            if (isnan(h->pixdim[i])) return bad(path, "pixdim[%d] (voxel spacing) is NaN", i);
+            if (h->pixdim[i] < 0) return bad(path, "pixdim[%d] (voxel spacing) is negative (%g)", i, h->pixdim[i]);
+            if (h->pixdim[i] == 0 && i <= (nd < 3 ? nd : 3)) return bad(path, "pixdim[%d] (voxel spacing) is zero", i);
+        }
+    }
+    double aff[16];
+    const char *why = NULL;
+    if (vp_nifti_affine_from_fields(h->version, h->qform_code, h->sform_code, h->pixdim, h->quatern, h->qoffset, h->srow, h->dim, aff, &why)) {
+        return bad(path, "%s", why);
+    }
+
+    hi->nd = nd;
+    hi->nbyper = nbyper;
+    hi->swapsize = swapsize;
+    memcpy(hi->dims, dims, sizeof dims);
+    hi->nvox = nvox;
+    hi->nbytes = nbytes;
+    hi->off = off;
+    hi->slope = slope;
+    hi->inter = inter;
+    memcpy(hi->aff, aff, sizeof aff);
+    return 0;
+}
+
 int vp_nifti_read(const char *path, vp_vol **out, struct vp_nifti_info *info)
 {
     *out = NULL;
@@ -331,51 +399,12 @@ int vp_nifti_read(const char *path, vp_vol **out, struct vp_nifti_info *info)
     struct hdr h;
     if ((rc = parse_header(path, head, headlen, &h))) goto done;
 
-    int nd = (int)h.dim[0];
-    if (nd < 1 || nd > 7) { rc = bad(path, "dim[0] = %d is outside 1..7", nd); goto done; }
-    uint64_t dims[4] = {1, 1, 1, 1};
-    for (int i = 1; i <= nd; i++) {
-        if (h.dim[i] <= 0) { rc = bad(path, "dim[%d] = %lld is not positive", i, (long long)h.dim[i]); goto done; }
-        if (i <= 4) dims[i - 1] = (uint64_t)h.dim[i];
-        else if (h.dim[i] != 1) { rc = bad(path, "dim[%d] = %lld: only 3D volumes with optional channels (dim[4]) are supported", i, (long long)h.dim[i]); goto done; }
-    }
-    int nbyper = 0, swapsize = 0;
-    nifti_datatype_sizes(h.datatype, &nbyper, &swapsize);
-    int supported = dtype_of(h.datatype) >= 0 || h.datatype == DT_INT8 || h.datatype == DT_UINT32 ||
-                    h.datatype == DT_INT64 || h.datatype == DT_UINT64 || h.datatype == DT_FLOAT64;
-    if (!nbyper || !supported) {
-        rc = bad(path, "unsupported NIfTI datatype %d (%s)", h.datatype, nifti_datatype_to_string(h.datatype));
-        goto done;
-    }
-    uint64_t nvox = 0, nbytes = 0;
-    enum vp_dtype probe = VP_U8;
-    if (vp_vol_nbytes(dims, probe, &nvox) || vp_mul_overflow(nvox, (uint64_t)nbyper, &nbytes) || nbytes > VP_MAX_VOL_BYTES) {
-        rc = bad(path, "dimensions %lldx%lldx%lldx%lld are too large", (long long)dims[0], (long long)dims[1], (long long)dims[2], (long long)dims[3]);
-        goto done;
-    }
-    if (!isfinite(h.vox_offset) || h.vox_offset < 0 || h.vox_offset > 1e12) { rc = bad(path, "vox_offset %g is invalid", h.vox_offset); goto done; }
-    uint64_t off = (uint64_t)h.vox_offset;
-    if (off < h.hdr_size + 4) off = h.hdr_size + 4; /* as nibabel: data never overlaps the header */
-
-    /* slope/inter as nibabel: slope 0 or non-finite means no scaling; a bad intercept is an error */
-    double slope = h.scl_slope, inter = h.scl_inter;
-    if (slope == 0 || !isfinite(slope)) { slope = 1; inter = 0; }
-    else if (!isfinite(inter)) { rc = bad(path, "valid scl_slope %g but invalid scl_inter %g", slope, inter); goto done; }
-
-    /* the affine, with nibabel's precedence; pixdims must be sane where they are the spacing */
-    if (h.sform_code == 0) {
-        for (int i = 1; i <= 3; i++) {
-            if (isnan(h.pixdim[i])) { rc = bad(path, "pixdim[%d] (voxel spacing) is NaN", i); goto done; }
-            if (h.pixdim[i] < 0) { rc = bad(path, "pixdim[%d] (voxel spacing) is negative (%g)", i, h.pixdim[i]); goto done; }
-            if (h.pixdim[i] == 0 && i <= (nd < 3 ? nd : 3)) { rc = bad(path, "pixdim[%d] (voxel spacing) is zero", i); goto done; }
-        }
-    }
-    double aff[16];
-    const char *why = NULL;
-    if (vp_nifti_affine_from_fields(h.version, h.qform_code, h.sform_code, h.pixdim, h.quatern, h.qoffset, h.srow, h.dim, aff, &why)) {
-        rc = bad(path, "%s", why);
-        goto done;
-    }
+    struct hinfo hi;
+    if ((rc = check_header(path, &h, &hi))) goto done;
+    int nd = hi.nd, nbyper = hi.nbyper, swapsize = hi.swapsize;
+    uint64_t *dims = hi.dims, nvox = hi.nvox, nbytes = hi.nbytes, off = hi.off;
+    double slope = hi.slope, inter = hi.inter, *aff = hi.aff;
+    (void)nbyper;
 
     /* voxel data into its final buffer */
     size_t data_off;
@@ -532,7 +561,7 @@ static int nifti_dt(enum vp_dtype t)
     }
 }
 
-int vp_nifti_write(const char *path, const vp_vol *v, const struct vp_nifti_wopts *opt)
+int vp_nifti_header(const vp_vol *v, const struct vp_nifti_wopts *opt, unsigned char hbuf[548], size_t *hlenp)
 {
     struct vp_nifti_wopts dflt;
     if (!opt) { vp_nifti_wopts_default(&dflt); opt = &dflt; }
@@ -540,7 +569,6 @@ int vp_nifti_write(const char *path, const vp_vol *v, const struct vp_nifti_wopt
     int nd = v->has_channels || v->dims[3] > 1 ? 4 : 3;
     int64_t d64[8] = {nd, (int64_t)v->dims[0], (int64_t)v->dims[1], (int64_t)v->dims[2], (int64_t)v->dims[3], 1, 1, 1};
     int dt = nifti_dt(v->dtype);
-    uint64_t nvox = vp_vol_nvox(v);
 
     /* qform from the affine, as nibabel's set_qform: nifticlib's polar decomposition */
     nifti_dmat44 R;
@@ -552,11 +580,10 @@ int vp_nifti_write(const char *path, const vp_vol *v, const struct vp_nifti_wopt
     double sp[3];
     vp_vol_spacing(v, sp);
 
-    unsigned char hbuf[544 + 4];
     size_t hlen;
     if (opt->version == 2) {
         nifti_2_header *h = nifti_make_new_n2_header(d64, dt);
-        if (!h) return vp_error("'%s': cannot build a NIfTI-2 header", path);
+        if (!h) return vp_error("cannot build a NIfTI-2 header");
         h->pixdim[0] = qfac;
         for (int i = 0; i < 3; i++) h->pixdim[i + 1] = sp[i];
         h->quatern_b = qb; h->quatern_c = qc; h->quatern_d = qd;
@@ -575,7 +602,7 @@ int vp_nifti_write(const char *path, const vp_vol *v, const struct vp_nifti_wopt
         free(h);
     } else {
         nifti_1_header *h = nifti_make_new_n1_header(d64, dt);
-        if (!h) return vp_error("'%s': cannot build a NIfTI-1 header", path);
+        if (!h) return vp_error("cannot build a NIfTI-1 header");
         h->pixdim[0] = (float)qfac;
         for (int i = 0; i < 3; i++) h->pixdim[i + 1] = (float)sp[i];
         h->quatern_b = (float)qb; h->quatern_c = (float)qc; h->quatern_d = (float)qd;
@@ -598,7 +625,18 @@ int vp_nifti_write(const char *path, const vp_vol *v, const struct vp_nifti_wopt
         free(h);
     }
     memset(hbuf + hlen, 0, 4); /* extension flag: none */
-    hlen += 4;
+    *hlenp = hlen + 4;
+    return 0;
+}
+
+int vp_nifti_write(const char *path, const vp_vol *v, const struct vp_nifti_wopts *opt)
+{
+    struct vp_nifti_wopts dflt;
+    if (!opt) { vp_nifti_wopts_default(&dflt); opt = &dflt; }
+    unsigned char hbuf[548];
+    size_t hlen;
+    uint64_t nvox = vp_vol_nvox(v);
+    if (vp_nifti_header(v, opt, hbuf, &hlen)) return -1;
 
     const void *data = v->data;
     float *tmp = NULL;
@@ -619,4 +657,42 @@ int vp_nifti_write(const char *path, const vp_vol *v, const struct vp_nifti_wopt
     free(tmp);
     if (vp_out_close(&o, rc == 0)) rc = -1;
     return rc;
+}
+
+int vp_nifti_probe(const char *path, vp_vol **hdr, struct vp_nifti_info *info, uint64_t *data_off)
+{
+    *hdr = NULL;
+    nifti_set_debug_level(0);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) { vp_error("'%s': cannot open: %s", path, strerror(errno)); return -VP_ERR_RUNTIME; }
+    struct stat st;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) { vp_error("'%s': not a regular file", path); close(fd); return -VP_ERR_RUNTIME; }
+    unsigned char head[540];
+    ssize_t n = pread(fd, head, sizeof head, 0);
+    close(fd);
+    if (n < 0) { vp_error("'%s': read failed: %s", path, strerror(errno)); return -VP_ERR_RUNTIME; }
+    if (n >= 2 && head[0] == 0x1f && head[1] == 0x8b) return 0; /* gzip: read whole */
+    struct hdr h;
+    struct hinfo hi;
+    int rc = parse_header(path, head, (size_t)n, &h);
+    if (rc || (rc = check_header(path, &h, &hi))) return rc;
+    int vt = dtype_of(h.datatype);
+    if (vt < 0 || h.swapped || hi.slope != 1 || hi.inter != 0) return 0; /* needs conversion */
+    if (hi.off + hi.nbytes > (uint64_t)st.st_size)
+        return bad(path, "truncated: header declares %llu bytes of voxel data at offset %llu, the file holds %llu",
+                   (unsigned long long)hi.nbytes, (unsigned long long)hi.off,
+                   (unsigned long long)((uint64_t)st.st_size > hi.off ? (uint64_t)st.st_size - hi.off : 0));
+    *hdr = vp_vol_wrap(hi.dims, (enum vp_dtype)vt, hi.aff, NULL, 0);
+    (*hdr)->has_channels = hi.nd >= 4;
+    if (info) {
+        memset(info, 0, sizeof *info);
+        info->version = h.version;
+        info->qform_code = h.qform_code;
+        info->sform_code = h.sform_code;
+        info->datatype = h.datatype;
+        info->scl_slope = 1;
+        memcpy(info->descrip, h.descrip, sizeof info->descrip);
+    }
+    *data_off = hi.off;
+    return 1;
 }

@@ -25,6 +25,12 @@ struct vp_nifti_info {
  * after printing "prog: error: 'path': why". */
 int vp_nifti_read(const char *path, vp_vol **out, struct vp_nifti_info *info);
 
+/* For streaming: when path is an uncompressed NIfTI whose voxels need no conversion (a voxpipe
+ * dtype, native byte order, no scaling), set *hdr to a header-only volume (dims, dtype, affine;
+ * data NULL), fill *info and the voxel data's file offset, and return 1. Return 0 when the file
+ * must be read whole with vp_nifti_read (gzip, conversion), or a negative exit code on error. */
+int vp_nifti_probe(const char *path, vp_vol **hdr, struct vp_nifti_info *info, uint64_t *data_off);
+
 struct vp_nifti_wopts {
     int version;      /* 1 (default, as nibabel) or 2 */
     int gzip;         /* -1: from the file name (.gz), 0 no, 1 yes */
@@ -34,6 +40,10 @@ struct vp_nifti_wopts {
     const char *descrip;
 };
 void vp_nifti_wopts_default(struct vp_nifti_wopts *o);
+
+/* The header (and the 4-byte empty extension flag) vol-write puts before the voxels: 352 bytes for
+ * NIfTI-1, 544 for NIfTI-2. v's data is not used. 0 ok, -1 after a message. */
+int vp_nifti_header(const vp_vol *v, const struct vp_nifti_wopts *o, unsigned char hbuf[548], size_t *hlen);
 
 /* Write atomically (temporary file + rename). f16 is written as float32. 0 ok, -1 after a message. */
 int vp_nifti_write(const char *path, const vp_vol *v, const struct vp_nifti_wopts *o);
