@@ -47,12 +47,12 @@ int main(int argc, char **argv)
                 w = vp_case_write_vol_head(out, name, hdr, &pw);
                 if (!w && (r = vp_sreader_copy(sr, &pw)) < 0) break;
             }
-            if (r < 0) { vp_sreader_abort(&sr); vp_case_free(&c); vp_out_close(&out, 0); return -r; }
+            if (r < 0) { vp_sreader_abort(&sr); vp_case_free(&c); vp_in_close(&in); vp_out_close(&out, 0); return -r; }
             if (!w) w = vp_out_end_frame(out);
             r = vp_sreader_end(&sr);
             vp_case_free(&c);
             if (w) { vp_in_close(&in); vp_out_close(&out, 0); return VP_ERR_RUNTIME; }
-            if (r < 0) { vp_out_close(&out, 0); return -r; }
+            if (r < 0) { vp_in_close(&in); vp_out_close(&out, 0); return -r; }
         }
         vp_in_close(&in);
         if (r < 0) { vp_out_close(&out, 0); return -r; }

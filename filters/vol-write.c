@@ -137,6 +137,7 @@ int main(int argc, char **argv)
         if (rc || r < 0) {
             vp_sreader_abort(&sr);
             vp_case_free(&c);
+            vp_in_close(&in);
             return rc ? rc : -r;
         }
         r = vp_sreader_end(&sr);
