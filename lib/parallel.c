@@ -51,7 +51,7 @@ void vp_parallel_for(uint64_t n, uint64_t grain, vp_range_fn fn, void *ctx)
     int started = 0;
     for (int i = 1; i < nt; i++) {
         args[i] = (struct worker_arg){&j, i};
-        if (!pthread_create(&tid[i], NULL, run, &args[i])) started |= 0, tid[started++] = tid[i];
+        if (!pthread_create(&tid[started], NULL, run, &args[i])) started++;
     }
     args[0] = (struct worker_arg){&j, 0};
     run(&args[0]);
