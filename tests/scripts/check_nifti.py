@@ -202,9 +202,8 @@ def cmd_split(a):
     names = v2_names(a.names)
     os.makedirs(a.outdir, exist_ok=True)
     n = 0
-    for i in np.unique(lab):
-        if i == 0:
-            continue
+    present = [i for i in np.unique(lab) if i != 0]
+    for i in present:
         if int(i) not in names:
             fail("label %d of %s has no v2 name" % (i, a.seg))
             continue
@@ -212,8 +211,8 @@ def cmd_split(a):
         mask.set_data_dtype(np.uint8)
         nib.save(mask, os.path.join(a.outdir, names[int(i)] + ".nii.gz"))
         n += 1
-    if n < 2:
-        fail("only %d masks written" % n)
+    if n != len(present) or n < 2:
+        fail("%d masks written for %d labels present" % (n, len(present)))
 
 
 # spine25 (lib/labels.h contract): C1..C7 = 1..7, T1..T12 = 8..19, L1..L5 = 20..24, S1 and sacrum = 25

@@ -17,12 +17,16 @@ random content so that a swapped or flipped axis shows.
 """
 import hashlib
 import json
+import logging
 import os
 import sys
 
 import nibabel as nib
 import numpy as np
 from nibabel.volumeutils import array_to_file
+
+# the m_ and n_ fixtures are repaired by nibabel's header check on every load; that is the point
+logging.getLogger("nibabel.global").setLevel(logging.ERROR)
 
 # voxpipe's stream dtypes (tests/scripts/vxp.py)
 VP_NUMPY = {"u8": np.uint8, "i16": np.int16, "u16": np.uint16, "i32": np.int32, "f32": np.float32}
@@ -208,6 +212,9 @@ def make(outdir):
     path = os.path.join(outdir, "i_scaled_u16_wide.nii.gz")  # slope 2, inter 10: values past int16 -> u16
     write_scaled(path, rand(rng, np.uint16, 0, 30000), lps, 2.0, 10.0)
     cases["i_scaled_u16_wide"] = path
+    path = os.path.join(outdir, "i_scaled_u8_inter.nii.gz")  # uint8 + 5, still within 0..255 -> u8
+    write_scaled(path, rand(rng, np.uint8, 0, 250), pir, 1.0, 5.0)
+    cases["i_scaled_u8_inter"] = path
     path = os.path.join(outdir, "i_scaled_f32.nii")  # float data with scaling
     write_scaled(path, rng.standard_normal(SHAPE).astype(np.float32), oblique, 3.5, -1.25)
     cases["i_scaled_f32"] = path
@@ -230,6 +237,34 @@ def make(outdir):
     img = nib.Nifti1Image(rand(rng, np.int16, -1000, 1000, shape=SHAPE + (3,)), None)
     img.header.set_data_dtype(np.int16)
     save("k_4d_3ch_qform", img, sform=(other, 0), qform=(pir, 1), ext=".nii")
+
+    # (l) qform near a 180-degree rotation: 0 < 1 - (b^2 + c^2 + d^2) < 3 float32 eps, where nibabel's
+    # fillpositive() sets w = 0 (nibabel >= 5; a plain sqrt would give w ~ 4e-4)
+    img = nib.Nifti1Image(rand(rng, np.int16, -1000, 1000), None)
+    img.header.set_data_dtype(np.int16)
+    img.header.set_sform(other, code=0)
+    img.header.set_qform(oblique, code=1)
+    axis = np.array([0.48, -0.6, 0.64]) / np.linalg.norm([0.48, -0.6, 0.64])
+    bcd = (axis * np.sqrt(1 - 4e-4 ** 2)).astype(np.float32)
+    img.header["quatern_b"], img.header["quatern_c"], img.header["quatern_d"] = bcd
+    save("l_qform_near180", img, ext=".nii")
+
+    # (m) an sform_code nibabel does not know (7): nibabel's header check sets it to 0 on load, so the
+    # qform is the affine, not the (decoy) srow
+    img = nib.Nifti1Image(rand(rng, np.int16, -1000, 1000), None)
+    img.header.set_data_dtype(np.int16)
+    img.header.set_sform(other, code=1)
+    img.header.set_qform(oblique, code=1)
+    img.header["sform_code"] = 7
+    save("m_bad_sform_code", img)
+
+    # (n) qfac (pixdim[0]) 0: nibabel's header check sets it to 1
+    img = nib.Nifti1Image(rand(rng, np.int16, -1000, 1000), None)
+    img.header.set_data_dtype(np.int16)
+    img.header.set_sform(other, code=0)
+    img.header.set_qform(oblique, code=1)
+    img.header["pixdim"][0] = 0
+    save("n_qfac_zero", img, ext=".nii")
 
     # what nibabel says about each file, from the file
     expected = {}
@@ -275,8 +310,20 @@ def make(outdir):
     for n in ("h_bigendian_i16", "h_bigendian_f32", "h_bigendian_scaled", "h_nifti2_bigendian"):
         assert E[n]["endianness"] == ">", n
     assert E["i_scaled_u16_inter"]["vp_dtype"] == "i16" and E["i_scaled_i16_half"]["vp_dtype"] == "f32"
+    assert E["i_scaled_u8_inter"]["vp_dtype"] == "u8" and E["i_scaled_u8_inter"]["slope_inter"] == [1, 5]
     assert E["j_float64"]["datatype"] == 64 and E["j_int8"]["datatype"] == 256
     assert E["k_4d_3ch"]["shape"] == list(SHAPE) + [3]
+    q = nib.load(cases["l_qform_near180"]).header
+    w2 = 1 - np.array([q["quatern_b"], q["quatern_c"], q["quatern_d"]], dtype=np.float64) @ \
+        np.array([q["quatern_b"], q["quatern_c"], q["quatern_d"]], dtype=np.float64)
+    assert 0 < w2 < abs(q.quaternion_threshold) and q.get_qform_quaternion()[0] == 0, w2
+    assert E["l_qform_near180"]["sform_code"] == 0 and E["l_qform_near180"]["qform_code"] == 1
+    with open(cases["m_bad_sform_code"], "rb") as f:
+        raw = nib.Nifti1Header.from_fileobj(__import__("gzip").GzipFile(fileobj=f), check=False)
+    assert raw["sform_code"] == 7 and E["m_bad_sform_code"]["sform_code"] == 0
+    with open(cases["n_qfac_zero"], "rb") as f:
+        assert nib.Nifti1Header.from_fileobj(f, check=False)["pixdim"][0] == 0
+    assert E["n_qfac_zero"]["pixdim0"] == 1
     assert any(p.endswith(".nii") for p in cases.values()) and any(p.endswith(".nii.gz") for p in cases.values())
     with open(os.path.join(outdir, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1, sort_keys=True)
