@@ -106,4 +106,5 @@ clean:
 	rm -rf build build-san bin tests/tmp bench/out
 
 .PHONY: test-deps
+.SECONDARY:
 -include $(LIB_OBJ:.o=.d) $(patsubst $(BIN)/%,$(BUILD)/prog/%.d,$(PROGS))
