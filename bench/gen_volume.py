@@ -6,7 +6,8 @@ usage: gen_volume.py SRC.nii.gz OUTDIR
 Upsamples SRC (example_ct_sm.nii.gz, 122x101x30 at 3 mm) to 512x512x400 by separable
 linear interpolation (corner-aligned), adds seeded Gaussian noise (sigma 20 HU, numpy
 default_rng(20240601)) so gzip sees realistic entropy, rounds to int16 and writes
-OUTDIR/ct512.nii and OUTDIR/ct512.nii.gz (nibabel, default gzip level). Files are written
+OUTDIR/ct512.nii and OUTDIR/ct512.nii.gz (nibabel, default gzip level), plus
+OUTDIR/ct_sm.nii, an uncompressed copy of SRC. Files are written
 to a temporary name and renamed, so an interrupted run never leaves a half file that a
 later run would reuse. Existing files are kept.
 """
@@ -65,6 +66,9 @@ def save_atomic(img, path):
 def main():
     src, outdir = sys.argv[1], sys.argv[2]
     os.makedirs(outdir, exist_ok=True)
+    small = os.path.join(outdir, "ct_sm.nii")  # uncompressed copy of SRC: the nibabel write source
+    if not os.path.exists(small):
+        save_atomic(nib.load(src), small)
     targets = [os.path.join(outdir, "ct512.nii"), os.path.join(outdir, "ct512.nii.gz")]
     todo = [t for t in targets if not os.path.exists(t)]
     if not todo:
