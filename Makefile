@@ -14,7 +14,7 @@ DATA    ?= $(SHARED)/data
 PKGS    := msgpack libzmq libdeflate
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter \
                -Ilib -I/usr/include/nifti -MMD -MP
-LDLIBS  := -lnifti2 -lznz -lmsgpackc -lzmq -ldeflate -lz -lm -lpthread
+LDLIBS  := -lnifti2 -lznz -lmsgpackc -lzmq -ldeflate -lisal -lz -lm -lpthread
 
 ifeq ($(SAN),1)
 BUILD   := build-san

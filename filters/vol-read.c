@@ -195,8 +195,10 @@ static int read_case(const char *input, const char *label_file, vp_case **out)
     return 0;
 }
 
-/* Uncompressed NIfTI that needs no conversion goes from the file to the output through the kernel
- * (sendfile), never held in memory. Returns 1 when done, 0 when the case must be read whole. */
+/* NIfTI that needs no conversion goes from the file to the output piece by piece, never whole in
+ * memory: through the kernel (sendfile) for .nii, decoded on a second thread while the previous
+ * piece is written for .nii.gz. Returns 1 when done (*err set on failure), 0 when the case must be
+ * read whole. */
 static int stream_case(const char *input, const char *label_file, vp_out *out, int *err)
 {
     *err = 0;
@@ -242,16 +244,14 @@ static int stream_case(const char *input, const char *label_file, vp_out *out, i
         struct vp_payload_writer pw;
         rc = vp_case_write_vol_head(out, i ? label_name : image_name, hdr[i], &pw);
         if (rc) break;
-        int fd = open(paths[i], O_RDONLY | O_CLOEXEC);
-        if (fd < 0) { rc = vp_error("'%s': cannot open: %s", paths[i], strerror(errno)); break; }
-        rc = vp_out_copy_fd(out, fd, off[i], pw.left);
-        close(fd);
+        int cr = vp_nifti_copy_voxels(paths[i], off[i], pw.left, out);
+        if (cr) { *err = -cr; rc = -1; }
     }
     if (!rc) rc = vp_out_end_frame(out);
     vp_case_free(&c);
     vp_vol_free(&hdr[0]);
     vp_vol_free(&hdr[1]);
-    if (rc) *err = VP_ERR_RUNTIME;
+    if (rc && !*err) *err = VP_ERR_RUNTIME;
     return 1;
 }
 

@@ -1,6 +1,7 @@
 /* nifti.c - see nifti.h */
 #include "nifti.h"
 #include "endpoint.h"
+#include "gzstream.h"
 #include "util.h"
 
 #include <errno.h>
@@ -671,17 +672,29 @@ int vp_nifti_probe(const char *path, vp_vol **hdr, struct vp_nifti_info *info, u
     ssize_t n = pread(fd, head, sizeof head, 0);
     close(fd);
     if (n < 0) { vp_error("'%s': read failed: %s", path, strerror(errno)); return -VP_ERR_RUNTIME; }
-    if (n >= 2 && head[0] == 0x1f && head[1] == 0x8b) return 0; /* gzip: read whole */
+    int gz = n >= 2 && head[0] == 0x1f && head[1] == 0x8b;
+    if (gz) { /* the header is the first bytes of the decompressed stream */
+        vp_gzin *g = vp_gzin_open(path);
+        if (!g) return -VP_ERR_DATA;
+        long long r = vp_gzin_read(g, head, sizeof head);
+        vp_gzin_close(&g);
+        if (r < 0) return -VP_ERR_DATA;
+        n = (ssize_t)r;
+    }
     struct hdr h;
     struct hinfo hi;
     int rc = parse_header(path, head, (size_t)n, &h);
     if (rc || (rc = check_header(path, &h, &hi))) return rc;
     int vt = dtype_of(h.datatype);
     if (vt < 0 || h.swapped || hi.slope != 1 || hi.inter != 0) return 0; /* needs conversion */
-    if (hi.off + hi.nbytes > (uint64_t)st.st_size)
+    uint64_t fsize = (uint64_t)st.st_size;
+    if (gz && hi.off + hi.nbytes > fsize * DEFLATE_MAX_RATIO + (1u << 20))
+        return bad(path, "header declares %llu bytes of voxel data, more than a %llu-byte gzip file can hold",
+                   (unsigned long long)hi.nbytes, (unsigned long long)fsize);
+    if (!gz && hi.off + hi.nbytes > fsize)
         return bad(path, "truncated: header declares %llu bytes of voxel data at offset %llu, the file holds %llu",
                    (unsigned long long)hi.nbytes, (unsigned long long)hi.off,
-                   (unsigned long long)((uint64_t)st.st_size > hi.off ? (uint64_t)st.st_size - hi.off : 0));
+                   (unsigned long long)(fsize > hi.off ? fsize - hi.off : 0));
     *hdr = vp_vol_wrap(hi.dims, (enum vp_dtype)vt, hi.aff, NULL, 0);
     (*hdr)->has_channels = hi.nd >= 4;
     if (info) {
@@ -695,4 +708,25 @@ int vp_nifti_probe(const char *path, vp_vol **hdr, struct vp_nifti_info *info, u
     }
     *data_off = hi.off;
     return 1;
+}
+
+int vp_nifti_copy_voxels(const char *path, uint64_t off, uint64_t n, vp_out *out)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return vp_error("'%s': cannot open: %s", path, strerror(errno));
+    unsigned char magic[2] = {0, 0};
+    ssize_t m = pread(fd, magic, 2, 0);
+    int rc;
+    if (m == 2 && magic[0] == 0x1f && magic[1] == 0x8b) {
+        close(fd);
+        vp_gzin *g = vp_gzin_open(path);
+        if (!g) return -VP_ERR_DATA;
+        rc = vp_gzin_skip(g, off);
+        if (!rc) rc = vp_gzin_copy(g, out, n);
+        vp_gzin_close(&g);
+        return rc == -2 ? -VP_ERR_DATA : rc ? -VP_ERR_RUNTIME : 0;
+    }
+    rc = vp_out_copy_fd(out, fd, off, n);
+    close(fd);
+    return rc ? -VP_ERR_RUNTIME : 0;
 }

@@ -10,6 +10,7 @@
 #ifndef VP_NIFTI_H
 #define VP_NIFTI_H
 
+#include "endpoint.h"
 #include "volume.h"
 
 struct vp_nifti_info {
@@ -25,11 +26,16 @@ struct vp_nifti_info {
  * after printing "prog: error: 'path': why". */
 int vp_nifti_read(const char *path, vp_vol **out, struct vp_nifti_info *info);
 
-/* For streaming: when path is an uncompressed NIfTI whose voxels need no conversion (a voxpipe
+/* For streaming: when path is a NIfTI (.nii or .nii.gz) whose voxels need no conversion (a voxpipe
  * dtype, native byte order, no scaling), set *hdr to a header-only volume (dims, dtype, affine;
- * data NULL), fill *info and the voxel data's file offset, and return 1. Return 0 when the file
- * must be read whole with vp_nifti_read (gzip, conversion), or a negative exit code on error. */
+ * data NULL), fill *info and the voxel data's offset in the (decompressed) file, and return 1.
+ * Return 0 when the file must be read whole with vp_nifti_read (conversion needed), or a negative
+ * exit code on error. */
 int vp_nifti_probe(const char *path, vp_vol **hdr, struct vp_nifti_info *info, uint64_t *data_off);
+/* Copy n voxel bytes at offset off of the (decompressed) file to out: sendfile for .nii, streaming
+ * igzip decoding on a second thread for .nii.gz. 0 ok, or after a message -VP_ERR_DATA (corrupt or
+ * truncated file) or -VP_ERR_RUNTIME (I/O). */
+int vp_nifti_copy_voxels(const char *path, uint64_t off, uint64_t n, vp_out *out);
 
 struct vp_nifti_wopts {
     int version;      /* 1 (default, as nibabel) or 2 */
