@@ -1,0 +1,57 @@
+/* tidy.h - tidy metric tables as tab-separated text: a header line naming the columns, then one
+ * row per value (metric-dice writes `case class name metric value`; ttest reads such files).
+ *
+ * Writing: vp_tidy_fmt() formats a double as the shortest decimal text that reads back to the same
+ * double (as Python's repr does), "nan"/"inf"/"-inf" for non-finite values, so a value survives a
+ * round trip through the text exactly; vp_tidy_field() makes a string safe as a TSV field;
+ * vp_json_str() writes a JSON string literal.
+ * Reading: vp_table_read() loads a whole TSV file (or "-" for stdin) into rows of string cells.
+ *
+ * Ownership: a vp_table owns its cells (one buffer holding the file) and arrays; vp_table_free()
+ * releases them. The formatting helpers write into caller buffers.
+ */
+#ifndef VP_TIDY_H
+#define VP_TIDY_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+/* Shortest round-trip text of v into buf (32 bytes is enough); returns buf. */
+char *vp_tidy_fmt(double v, char buf[32]);
+
+/* Copy s into dst (size n, truncated with a terminating 0) with tab, CR and LF replaced by spaces. */
+void vp_tidy_field(char *dst, size_t n, const char *s);
+
+/* Write s as a JSON string literal (quotes, escapes) to f. */
+void vp_json_str(FILE *f, const char *s);
+
+/* Parse a whole cell as a double ("nan", "inf" accepted, surrounding blanks not). 0 ok, -1 not a number. */
+int vp_tidy_parse_double(const char *s, double *v);
+
+typedef struct vp_table {
+    char *path;        /* as given, for messages */
+    int ncols;
+    char **cols;       /* header names */
+    size_t nrows;
+    char **cells;      /* nrows * ncols, row-major */
+    size_t *lines;     /* 1-based line number of each row in the file, for messages */
+    char *buf;         /* the file's bytes, cut into cells in place */
+} vp_table;
+
+/* Read a TSV file: the first non-empty line is the header, each later non-empty line a row with
+ * exactly as many tab-separated fields (a trailing CR is dropped). Errors print "path:line: why" and
+ * return -VP_ERR_RUNTIME (unreadable) or -VP_ERR_DATA (empty file, wrong field count, a duplicate
+ * column name). 0 ok. */
+int vp_table_read(const char *path, vp_table *t);
+
+/* Column index of `name`, or -1. */
+int vp_table_col(const vp_table *t, const char *name);
+
+static inline const char *vp_table_cell(const vp_table *t, size_t row, int col)
+{
+    return t->cells[row * (size_t)t->ncols + (size_t)col];
+}
+
+void vp_table_free(vp_table *t);
+
+#endif
