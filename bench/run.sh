@@ -55,3 +55,14 @@ echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg); total $((SECONDS - s
 for f in a_vox a_vox0 a_thp a_cat4 a_cat5 a_cat1; do rm -f "$out/$f.nii"; done
 for f in w_vox2_512 w_vox1_512 w_nib_512 w_vox2_sm w_vox1_sm w_nib_sm; do rm -f "$out/$f.nii.gz"; done
 rm -f "$out/ct512.vps" "$out/ct_sm.vps" "$out/rss.txt"
+
+# The per-program benchmarks (resample, label-clean, metrics, ...), each side by side with its peer.
+# BENCH_ONLY=name1,name2 runs a subset (e.g. BENCH_ONLY=resample,ccl make bench).
+for b in bench/bench_*.sh; do
+    [ -x "$b" ] || [ -f "$b" ] || continue
+    name=$(basename "$b" .sh); name=${name#bench_}
+    if [ -n "${BENCH_ONLY:-}" ] && [[ ",$BENCH_ONLY," != *",$name,"* ]]; then continue; fi
+    echo
+    echo "== bench: $name ($b)"
+    bash "$b" "$data" || echo "bench: $name failed (exit $?)"
+done
