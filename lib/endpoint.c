@@ -247,6 +247,7 @@ static void unlink_tmp(void *p) { unlink((const char *)p); }
 
 vp_out *vp_out_open(const char *spec, int flags)
 {
+    struct stat st;
     vp_out *o = vp_calloc(1, sizeof *o);
     o->fd = -1;
     int bind;
@@ -266,6 +267,19 @@ vp_out *vp_out_open(const char *spec, int flags)
         }
         o->fd = 1;
         o->name = vp_strdup("<stdout>");
+    } else if (stat(spec, &st) == 0 && !S_ISREG(st.st_mode)) {
+        /* a device, FIFO or socket (/dev/null, a named pipe): write to it directly; a temporary
+         * file renamed over it would replace the device node itself */
+        if (S_ISDIR(st.st_mode)) { vp_error("'%s': is a directory", spec); free(o); return NULL; }
+        o->fd = open(spec, O_WRONLY | O_CLOEXEC);
+        if (o->fd < 0) { vp_error("'%s': cannot open: %s", spec, strerror(errno)); free(o); return NULL; }
+        if (!(flags & VP_OUT_ALLOW_TTY) && isatty(o->fd)) {
+            vp_error("refusing to write a binary stream to a terminal ('%s')", spec);
+            close(o->fd);
+            free(o);
+            return NULL;
+        }
+        o->name = vp_strdup(spec);
     } else {
         size_t n = strlen(spec);
         o->tmp = vp_malloc(n + 32);
@@ -383,6 +397,8 @@ int vp_out_close(vp_out **po, int commit)
             if (commit && !rc && rename(o->tmp, o->target)) rc = vp_error("'%s': cannot rename into place: %s", o->name, strerror(errno));
             if (!commit || rc) unlink(o->tmp);
             vp_cancel_cleanup(unlink_tmp, o->tmp);
+        } else if (o->fd > 2) {
+            close(o->fd); /* a device or FIFO opened directly */
         }
     }
     free(o->buf);

@@ -23,3 +23,16 @@ load helpers
     run script -qec "vol-read '$TS/example_ct_sm.nii.gz'" /dev/null
     [[ "$output" == *"refusing to write a binary stream to a terminal"* ]]
 }
+
+@test "an output that is a FIFO or device is written in place, never replaced by a file" {
+    mkfifo "$T/fifo"
+    vol-info -i "$T/fifo" > "$T/info.txt" &
+    reader=$!
+    vol-read "$TS/example_ct_sm.nii.gz" -o "$T/fifo"
+    wait $reader
+    [ -p "$T/fifo" ]
+    grep -q "122x101x30" "$T/info.txt"
+    # vol-write's NIfTI and stream outputs go through the same endpoint code
+    vol-read "$TS/example_ct_sm.nii.gz" | vol-write --stream -o /dev/null
+    [ -c /dev/null ]
+}
