@@ -1,0 +1,268 @@
+/* hausdorff - boundary distance metrics (Hausdorff, HDp, MASD, ASSD, surface Dice, boundary F1) of a
+ * prediction against a reference, per class, in mm, under the conventions of the well-known tools. */
+#include "classbox.h"
+#include "classes.h"
+#include "cli.h"
+#include "endpoint.h"
+#include "frame.h"
+#include "overlap.h"
+#include "surface.h"
+#include "tidy.h"
+#include "util.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *in_spec = "-", *out_spec = "-";
+static const char *pred_name = "pred", *ref_name = "label";
+static const char *classes_spec, *metrics_spec;
+static int conv = VP_CONV_VOXPIPE, json;
+static double percentile = 95, tolerance = 1;
+
+static const struct vp_opt opts[] = {
+    {'i', "in", "ENDPOINT", VP_OPT_STR, &in_spec, "where to read the stream: -, FILE, @tcp://ADDR:PORT, >tcp://HOST:PORT", 0, 0, NULL},
+    {'o', "out", "FILE", VP_OPT_STR, &out_spec, "where to write the table: - (default) or a file (written atomically)", 0, 0, NULL},
+    {0, "pred", "NAME", VP_OPT_STR, &pred_name, "the predicted label volume (default pred)", 0, 0, NULL},
+    {0, "ref", "NAME", VP_OPT_STR, &ref_name, "the reference label volume (default label)", 0, 0, NULL},
+    {0, "classes", "LIST", VP_OPT_STR, &classes_spec, "classes to score: ids, ranges A-B, names (default: every nonzero value in either volume)", 0, 0, NULL},
+    {0, "convention", "NAME", VP_OPT_CHOICE, &conv, "whose boundaries, percentiles, pooling and empty-mask values (default voxpipe)", 0, 0, vp_conv_names},
+    {0, "percentile", "P", VP_OPT_DOUBLE, &percentile, "the percentile of the robust Hausdorff distance (default 95)", 0, 100, NULL},
+    {0, "tolerance", "MM", VP_OPT_DOUBLE, &tolerance, "tolerance of the surface Dice and boundary F1 in mm (default 1)", 0, 1e9, NULL},
+    {0, "metrics", "LIST", VP_OPT_STR, &metrics_spec, "comma-separated metrics to write (default: all, in the order below)", 0, 0, NULL},
+    {0, "json", NULL, VP_OPT_FLAG, &json, "write JSON lines, one object per case and class, instead of TSV", 0, 0, NULL},
+    {0, NULL, NULL, 0, NULL, NULL, 0, 0, NULL},
+};
+
+static const struct vp_cmd cmd = {
+    "hausdorff", "boundary distance metrics of a predicted against a reference label volume, per class, in mm",
+    "[options]",
+    "Each case of the input must hold both label volumes (--pred, --ref) on the same grid (dtypes u8,\n"
+    "u16, i16, i32, or f16/f32 holding integers). Distances are in mm along the affine's spacing. To\n"
+    "put two NIfTI files into one case (the first becomes 'label', the second 'pred'):\n"
+    "  vol-read REF.nii.gz --image-name label --label PRED.nii.gz --label-name pred --id CASE | hausdorff\n"
+    "One pass finds every class and its bounding box; each class is then measured on the union box\n"
+    "of its two masks with an exact Euclidean distance transform (multi-threaded, deterministic).\n"
+    "\n"
+    "Metrics (P, R: the boundaries of prediction and reference; d(P->R) the distances from P to R):\n"
+    "  hd          Hausdorff distance, max(max d(P->R), max d(R->P))\n"
+    "  hdP         robust Hausdorff at --percentile P (hd95), pooled per convention\n"
+    "  masd        mean of the two directed averages, (mean d(P->R) + mean d(R->P)) / 2\n"
+    "  ahd         max of the two directed averages (average Hausdorff distance)\n"
+    "  assd        average symmetric surface distance: mean of d(P->R) and d(R->P) pooled\n"
+    "  nsd_Tmm     normalized surface Dice at tolerance T: share of both boundaries within T\n"
+    "  bprec_Tmm   share of P within T of R;  brec_Tmm  share of R within T of P\n"
+    "  bf1_Tmm     boundary F1, 2 bprec brec / (bprec + brec)\n"
+    "  hd_set hdP_set masd_set   (plastimatch only) its non-boundary variants over all voxels\n"
+    "\n"
+    "Conventions (docs/METRICS.md has the details):\n"
+    "  voxpipe          boundary voxels (object voxels with a 6-neighbour outside the object or the\n"
+    "                   image), distances between voxel centres, numpy's linear percentile per\n"
+    "                   direction and the larger of the two; both masks empty: nan; one empty: inf\n"
+    "                   (nsd, bf1: 0)\n"
+    "  monai            MONAI's compute_hausdorff_distance, compute_average_surface_distance\n"
+    "                   (symmetric = assd) and compute_surface_dice: voxpipe's boundary, float32\n"
+    "  deepmind         surface-distance: area-weighted surfels at voxel corners\n"
+    "  metricsreloaded  Metrics Reloaded: both masks empty give 0\n"
+    "  plastimatch      plastimatch dice --hausdorff: image edge ignored, hdP and masd the mean of\n"
+    "                   the two directed values\n"
+    "\n"
+    "Output: TSV with the header 'case<TAB>class<TAB>name<TAB>metric<TAB>value', one row per value,\n"
+    "classes ascending; name from meta 'labels' (empty when unnamed); values as the shortest text\n"
+    "that reads back to the same double, 'nan' and 'inf' for undefined and infinite ones. A class\n"
+    "listed in --classes but absent from both volumes gets the convention's both-empty values. An\n"
+    "empty input stream gives the header alone. With --json: one object per line {\"case\", \"class\",\n"
+    "\"name\", METRIC: value ...}, NaN as null and +inf as 1e999 (read back as infinity).\n"
+    "Exit 3 for a case without either volume, volumes on different grids, non-integer labels, or a\n"
+    "class name not in meta 'labels'; then no output file is left.",
+    opts, 0, 0,
+};
+
+static char mnames[VP_SM_N][48];
+static int metric_order[VP_SM_N], nmetrics;
+
+static int metric_applies(int m)
+{
+    return m < VP_SM_HD_SET || conv == VP_CONV_PLASTIMATCH;
+}
+
+static void make_metric_names(void)
+{
+    const char *base[VP_SM_N] = {"hd", "hd%g", "masd", "ahd", "assd", "nsd_%gmm", "bprec_%gmm", "brec_%gmm", "bf1_%gmm",
+                                 "hd_set", "hd%g_set", "masd_set"};
+    for (int m = 0; m < VP_SM_N; m++) {
+        double arg = m == VP_SM_HDP || m == VP_SM_HDP_SET ? percentile : tolerance;
+        snprintf(mnames[m], sizeof mnames[m], base[m], arg);
+    }
+    if (!metrics_spec) {
+        for (int m = 0; m < VP_SM_N; m++)
+            if (metric_applies(m)) metric_order[nmetrics++] = m;
+        return;
+    }
+    int on[VP_SM_N] = {0};
+    for (const char *p = metrics_spec;;) {
+        size_t len = strcspn(p, ",");
+        int m = 0;
+        for (; m < VP_SM_N; m++)
+            if (metric_applies(m) && strlen(mnames[m]) == len && !strncmp(mnames[m], p, len)) break;
+        if (m == VP_SM_N) vp_usage_error("option '--metrics': unknown metric '%.*s' (with these options)", (int)len, p);
+        if (!on[m]) {
+            on[m] = 1;
+            metric_order[nmetrics++] = m;
+        }
+        if (!p[len]) break;
+        p += len + 1;
+    }
+}
+
+static void emit(FILE *f, const char *id, int64_t cls, const char *name, const double *v)
+{
+    char buf[32];
+    if (json) {
+        fputs("{\"case\":", f);
+        vp_json_str(f, id);
+        fprintf(f, ",\"class\":\"%" PRId64 "\",\"name\":", cls);
+        vp_json_str(f, name);
+        for (int i = 0; i < nmetrics; i++) {
+            double x = v[metric_order[i]];
+            fprintf(f, ",\"%s\":%s", mnames[metric_order[i]], x != x ? "null" : x == INFINITY ? "1e999" : vp_tidy_fmt(x, buf));
+        }
+        fputs("}\n", f);
+        return;
+    }
+    char fid[VP_MAX_ID + 1], fname[512];
+    vp_tidy_field(fid, sizeof fid, id);
+    vp_tidy_field(fname, sizeof fname, name);
+    for (int i = 0; i < nmetrics; i++)
+        fprintf(f, "%s\t%" PRId64 "\t%s\t%s\t%s\n", fid, cls, fname, mnames[metric_order[i]], vp_tidy_fmt(v[metric_order[i]], buf));
+}
+
+/* metrics of one class */
+static void measure(const vp_vol *p, const vp_vol *r, int64_t id, const vp_classbox *box, const double sp[3],
+                    struct vp_surface_res *res)
+{
+    struct vp_surface_opts o = {(enum vp_conv)conv, percentile, tolerance};
+    struct vp_surface_in in = {{3, 3, 3}, NULL, NULL, {0, 0, 0}, {sp[0], sp[1], sp[2]}};
+    uint8_t empty[27] = {0};
+    uint8_t *mp = empty, *mr = empty;
+    if (box) { /* present in at least one volume */
+        vp_classbox_dims(box, in.dims);
+        uint64_t n = in.dims[0] * in.dims[1] * in.dims[2];
+        mp = vp_malloc(n);
+        mr = vp_malloc(n);
+        vp_classbox_mask(p, id, box, mp);
+        vp_classbox_mask(r, id, box, mr);
+        for (int a = 0; a < 3; a++) in.origin[a] = (int64_t)box->lo[a] - 1;
+    }
+    in.pred = mp;
+    in.ref = mr;
+    vp_surface_metrics(&in, &o, res);
+    if (box) {
+        free(mp);
+        free(mr);
+    }
+}
+
+static int score_case(const vp_case *c, FILE *f)
+{
+    char ctx[VP_MAX_ID + 32], why[512];
+    snprintf(ctx, sizeof ctx, "case '%s'", c->id);
+    const vp_vol *p = vp_case_vol(c, pred_name), *r = vp_case_vol(c, ref_name);
+    if (!p || !r) {
+        vp_error("%s: no volume '%s' (the %s; see --%s)", ctx, p ? ref_name : pred_name, p ? "reference" : "prediction",
+                 p ? "ref" : "pred");
+        return VP_ERR_DATA;
+    }
+    if (!vp_overlap_same_grid(p, r, why, sizeof why)) {
+        vp_error("%s: volumes '%s' and '%s' are on different grids (%s); resample one first", ctx, pred_name, ref_name, why);
+        return VP_ERR_DATA;
+    }
+    vp_classboxes boxes;
+    if (vp_classbox_scan(p, pred_name, r, ref_name, ctx, &boxes)) return VP_ERR_DATA;
+    vp_classnames names;
+    vp_classnames_from_case(c, &names);
+    int64_t *ids = NULL;
+    size_t nids = 0;
+    int rc = 0;
+    if (classes_spec) {
+        if (vp_classes_parse(classes_spec, &names, &ids, &nids, why, sizeof why)) {
+            vp_error("%s: --classes: %s", ctx, why);
+            rc = VP_ERR_DATA;
+        }
+    } else {
+        ids = vp_malloc((boxes.n ? boxes.n : 1) * sizeof *ids);
+        for (size_t i = 0; i < boxes.n; i++) ids[nids++] = boxes.b[i].id;
+    }
+    double sp[3];
+    vp_vol_spacing(r, sp);
+    for (size_t i = 0; !rc && i < nids; i++) {
+        struct vp_surface_res res;
+        measure(p, r, ids[i], vp_classbox_find(&boxes, ids[i]), sp, &res);
+        const char *nm = vp_classnames_get(&names, ids[i]);
+        emit(f, c->id, ids[i], nm ? nm : "", res.v);
+        vp_debug("%s: class %" PRId64 ": %" PRIu64 " + %" PRIu64 " boundary elements", ctx, ids[i], res.npred, res.nref);
+    }
+    free(ids);
+    vp_classnames_free(&names);
+    vp_classboxes_free(&boxes);
+    return rc;
+}
+
+static int flush_mem(vp_out *out, char **buf, size_t *len, FILE **f)
+{
+    fflush(*f);
+    int w = *len ? vp_out_write(out, *buf, *len) : 0;
+    if (!w) w = vp_out_end_frame(out);
+    fclose(*f);
+    free(*buf);
+    *buf = NULL;
+    *f = open_memstream(buf, len);
+    return w;
+}
+
+int main(int argc, char **argv)
+{
+    vp_cli_parse(&cmd, argc, argv);
+    if (out_spec[0] == '@' || out_spec[0] == '>' || strstr(out_spec, "://"))
+        vp_usage_error("option '--out': the table goes to - or a file, not a ZeroMQ endpoint");
+    make_metric_names();
+    char why[512];
+    if (classes_spec) {
+        int64_t *tmp;
+        size_t ntmp;
+        if (vp_classes_parse(classes_spec, NULL, &tmp, &ntmp, why, sizeof why)) vp_usage_error("option '--classes': %s", why);
+        free(tmp);
+    }
+
+    vp_in *in = vp_in_open(in_spec);
+    if (!in) return VP_ERR_RUNTIME;
+    vp_out *out = vp_out_open(out_spec, VP_OUT_ALLOW_TTY);
+    if (!out) {
+        vp_in_close(&in);
+        return VP_ERR_RUNTIME;
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!json) fputs("case\tclass\tname\tmetric\tvalue\n", f);
+
+    vp_case *c;
+    int r = 0, rc = 0;
+    while (!rc && (r = vp_case_read(in, &c)) > 0) {
+        rc = score_case(c, f);
+        vp_case_free(&c);
+        if (!rc && flush_mem(out, &buf, &len, &f)) rc = VP_ERR_RUNTIME;
+    }
+    if (!rc && r < 0) rc = -r;
+    if (!rc && flush_mem(out, &buf, &len, &f)) rc = VP_ERR_RUNTIME;
+    fclose(f);
+    free(buf);
+    vp_in_close(&in);
+    if (rc) {
+        vp_out_close(&out, 0);
+        return rc;
+    }
+    return vp_out_close(&out, 1) ? VP_ERR_RUNTIME : 0;
+}
