@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# make demo: the main job on the shipped data. Today (foundation): read the real CT with its
-# TotalSegmentator labels, map them to the study's 25 spine classes, describe the case, and write
-# NIfTI files; then the same pipeline with ZeroMQ between the stages. Later issues extend this
-# into the full fetch -> preprocess -> segment -> score pipeline.
+# make demo: the main job on the shipped data. Read the real CT with its TotalSegmentator labels,
+# map them to the study's 25 spine classes, write NIfTI, run the same pipeline over ZeroMQ, prepare
+# the case as the networks expect it (resample, crop, normalize, clean), and score TotalSegmentator's
+# fast model against its full model with the study's metrics. Segmentation (infer-*) and training
+# come with later issues.
 set -euo pipefail
 data=${1:-../shared/data}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -35,5 +36,28 @@ else
     echo "demo: error: pipes and ZeroMQ differ" >&2
     exit 1
 fi
+echo
+echo "== 4. preprocessing: resample 1.5 mm | crop to the body | nnU-Net CT normalisation | label-clean"
+vol-cat -i "$out/s0001.vxp" \
+    | resample --spacing 1.5 \
+    | crop --foreground --select image --threshold -500 --margin 10 --allow-smaller \
+    | normalize --ct --fg label \
+    | label-clean --largest --spine-order \
+    | tee "$out/s0001-preprocessed.vxp" | vol-info
+
+echo
+echo "== 5. TotalSegmentator fast model vs full model on the vertebrae present (spine25 classes)"
+vol-read "$ts/example_seg.nii.gz" --id s0001 --image-name label --label "$ts/example_seg_fast.nii.gz" --label-name pred \
+    | label-map --preset spine25 --vol label | label-map --preset spine25 --vol pred > "$out/s0001-pred.vxp"
+metric-dice -i "$out/s0001-pred.vxp" --group vertebrae=1-24 -o "$out/overlap.tsv"
+hausdorff -i "$out/s0001-pred.vxp" --tolerance 3 -o "$out/distance.tsv"
+table() { # the rows of a tidy TSV whose metric is one of $2, aligned
+    awk -F'\t' -v keep="$2" 'BEGIN { n = split(keep, k, ","); for (i = 1; i <= n; i++) want[k[i]] = 1 }
+        NR == 1 || ($4 in want) { printf "%-7s %-10s %-15s %-7s %s\n", $1, $2, $3, $4, $5 }' "$1"
+}
+table "$out/overlap.tsv" dice,iou,kappa
+echo
+table "$out/distance.tsv" hd,hd95,assd
+
 echo
 echo "demo: outputs in $out"
