@@ -4,6 +4,7 @@
 #include "crop.h"
 #include "optlist.h"
 #include "endpoint.h"
+#include "filter.h"
 #include "frame.h"
 #include "util.h"
 
@@ -279,29 +280,13 @@ static int crop_case(const struct setup *s, vp_case *c)
     return 0;
 }
 
+static int step(vp_case *c, void *ctx) { return crop_case(ctx, c); }
+
 int main(int argc, char **argv)
 {
     vp_cli_parse(&cmd, argc, argv);
     struct setup s;
     parse_options(&s);
 
-    vp_in *in = vp_in_open(in_spec);
-    if (!in) return VP_ERR_RUNTIME;
-    vp_out *out = vp_out_open(out_spec, 0);
-    if (!out) { vp_in_close(&in); return VP_ERR_RUNTIME; }
-
-    vp_case *c;
-    int r, rc = 0;
-    while ((r = vp_case_read(in, &c)) > 0) {
-        int e = crop_case(&s, c);
-        if (e) { vp_case_free(&c); rc = -e; break; }
-        vp_case_add_provenance(c, cmd.name);
-        int w = vp_case_write(out, c);
-        vp_case_free(&c);
-        if (w) { rc = VP_ERR_RUNTIME; break; }
-    }
-    vp_in_close(&in);
-    if (rc) { vp_out_close(&out, 0); return rc; }
-    if (r < 0) { vp_out_close(&out, 0); return -r; }
-    return vp_stream_finish(&out) ? VP_ERR_RUNTIME : 0;
+    return vp_filter_run(cmd.name, in_spec, out_spec, step, &s);
 }

@@ -3,6 +3,7 @@
 #include "ccl.h"
 #include "cli.h"
 #include "endpoint.h"
+#include "filter.h"
 #include "frame.h"
 #include "labelclean.h"
 #include "spineorder.h"
@@ -185,6 +186,8 @@ static int clean_case(vp_case *c, const struct vp_lc_opts *o)
     return 0;
 }
 
+static int step(vp_case *c, void *ctx) { return clean_case(c, ctx); }
+
 int main(int argc, char **argv)
 {
     vp_cli_parse(&cmd, argc, argv);
@@ -198,24 +201,5 @@ int main(int argc, char **argv)
     if (components_name && !strcmp(components_name, vol_name))
         vp_usage_error("--components '%s' would replace the label volume", components_name);
 
-    vp_in *in = vp_in_open(in_spec);
-    if (!in) return VP_ERR_RUNTIME;
-    vp_out *out = vp_out_open(out_spec, 0);
-    if (!out) { vp_in_close(&in); return VP_ERR_RUNTIME; }
-
-    vp_case *c;
-    int r, rc = 0;
-    while ((r = vp_case_read(in, &c)) > 0) {
-        rc = clean_case(c, &o);
-        if (!rc) {
-            vp_case_add_provenance(c, cmd.name);
-            if (vp_case_write(out, c)) rc = VP_ERR_RUNTIME;
-        }
-        vp_case_free(&c);
-        if (rc) break;
-    }
-    vp_in_close(&in);
-    if (rc) { vp_out_close(&out, 0); return rc; }
-    if (r < 0) { vp_out_close(&out, 0); return -r; }
-    return vp_stream_finish(&out) ? VP_ERR_RUNTIME : 0;
+    return vp_filter_run(cmd.name, in_spec, out_spec, step, &o);
 }

@@ -1,6 +1,7 @@
 /* label-map - remap the values of a label volume (a preset or a map file) and name the classes. */
 #include "cli.h"
 #include "endpoint.h"
+#include "filter.h"
 #include "frame.h"
 #include "labels.h"
 #include "util.h"
@@ -46,6 +47,26 @@ static const struct vp_cmd cmd = {
 
 static vp_labelmap map; /* 256 KiB: static */
 
+struct mapping {
+    const vp_labelmap *map;
+    const msgpack_sbuffer *names;
+};
+
+static int step(vp_case *c, void *ctx)
+{
+    const struct mapping *m = ctx;
+    vp_vol *v = vp_case_vol(c, vol_name);
+    if (!v) {
+        vp_warn("case '%s': no volume '%s'; passed through unchanged", c->id, vol_name);
+        return 0;
+    }
+    char where[VP_MAX_ID + VP_MAX_NAME + 32];
+    snprintf(where, sizeof where, "case '%s': volume '%s'", c->id, vol_name);
+    if (vp_labelmap_apply(m->map, v, where)) return VP_ERR_DATA;
+    vp_case_meta_set_sbuf(c, "labels", m->names);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     vp_cli_parse(&cmd, argc, argv);
@@ -58,32 +79,9 @@ int main(int argc, char **argv)
     msgpack_packer_init(&pk, &names, msgpack_sbuffer_write);
     vp_labelmap_pack_names(&map, &pk);
 
-    vp_in *in = vp_in_open(in_spec);
-    if (!in) return VP_ERR_RUNTIME;
-    vp_out *out = vp_out_open(out_spec, 0);
-    if (!out) { vp_in_close(&in); return VP_ERR_RUNTIME; }
-
-    vp_case *c;
-    int r, rc = 0;
-    while ((r = vp_case_read(in, &c)) > 0) {
-        vp_vol *v = vp_case_vol(c, vol_name);
-        if (!v) {
-            vp_warn("case '%s': no volume '%s'; passed through unchanged", c->id, vol_name);
-        } else {
-            char ctx[VP_MAX_ID + VP_MAX_NAME + 32];
-            snprintf(ctx, sizeof ctx, "case '%s': volume '%s'", c->id, vol_name);
-            if (vp_labelmap_apply(&map, v, ctx)) { vp_case_free(&c); rc = VP_ERR_DATA; break; }
-            vp_case_meta_set_sbuf(c, "labels", &names);
-        }
-        vp_case_add_provenance(c, cmd.name);
-        int w = vp_case_write(out, c);
-        vp_case_free(&c);
-        if (w) { rc = VP_ERR_RUNTIME; break; }
-    }
-    vp_in_close(&in);
+    struct mapping m = {&map, &names};
+    int rc = vp_filter_run(cmd.name, in_spec, out_spec, step, &m);
     msgpack_sbuffer_destroy(&names);
     vp_labelmap_clear(&map);
-    if (rc) { vp_out_close(&out, 0); return rc; }
-    if (r < 0) { vp_out_close(&out, 0); return -r; }
-    return vp_stream_finish(&out) ? VP_ERR_RUNTIME : 0;
+    return rc;
 }

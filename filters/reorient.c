@@ -1,6 +1,7 @@
 /* reorient - permute and flip the voxel axes of each volume to an axis code (RAS by default), exactly. */
 #include "cli.h"
 #include "endpoint.h"
+#include "filter.h"
 #include "frame.h"
 #include "reorient.h"
 #include "util.h"
@@ -95,26 +96,12 @@ static int process(vp_case *c)
     return 0;
 }
 
+static int step(vp_case *c, void *ctx) { (void)ctx; return process(c) ? VP_ERR_DATA : 0; }
+
 int main(int argc, char **argv)
 {
     vp_cli_parse(&cmd, argc, argv);
     if (vp_axcode_valid(code))
         vp_usage_error("option '--to': '%s' is not an axis code (one letter of R/L, A/P and S/I each, e.g. RAS, LPS, PIR)", code);
-    vp_in *in = vp_in_open(in_spec);
-    if (!in) return VP_ERR_RUNTIME;
-    vp_out *out = vp_out_open(out_spec, 0);
-    if (!out) { vp_in_close(&in); return VP_ERR_RUNTIME; }
-    vp_case *c;
-    int r, rc = 0;
-    while ((r = vp_case_read(in, &c)) > 0) {
-        if (process(c)) { vp_case_free(&c); rc = VP_ERR_DATA; break; }
-        vp_case_add_provenance(c, cmd.name);
-        int w = vp_case_write(out, c);
-        vp_case_free(&c);
-        if (w) { rc = VP_ERR_RUNTIME; break; }
-    }
-    vp_in_close(&in);
-    if (rc) { vp_out_close(&out, 0); return rc; }
-    if (r < 0) { vp_out_close(&out, 0); return -r; }
-    return vp_stream_finish(&out) ? VP_ERR_RUNTIME : 0;
+    return vp_filter_run(cmd.name, in_spec, out_spec, step, NULL);
 }

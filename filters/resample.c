@@ -2,6 +2,7 @@
  * or volume's grid, or back to the grid recorded by an earlier resample. */
 #include "cli.h"
 #include "endpoint.h"
+#include "filter.h"
 #include "frame.h"
 #include "nifti.h"
 #include "resample.h"
@@ -202,6 +203,17 @@ static int process(vp_case *c, const struct vp_grid *like, const double sp[3])
     return rc;
 }
 
+struct target {
+    const struct vp_grid *like;
+    const double *spacing;
+};
+
+static int step(vp_case *c, void *ctx)
+{
+    const struct target *t = ctx;
+    return process(c, t->like, t->spacing) ? VP_ERR_DATA : 0;
+}
+
 int main(int argc, char **argv)
 {
     vp_cli_parse(&cmd, argc, argv);
@@ -218,21 +230,6 @@ int main(int argc, char **argv)
         vp_vol_free(&lv);
     }
 
-    vp_in *in = vp_in_open(in_spec);
-    if (!in) return VP_ERR_RUNTIME;
-    vp_out *out = vp_out_open(out_spec, 0);
-    if (!out) { vp_in_close(&in); return VP_ERR_RUNTIME; }
-    vp_case *c;
-    int r, rc = 0;
-    while ((r = vp_case_read(in, &c)) > 0) {
-        if (process(c, like_path ? &like : NULL, spacing_arg ? sp : NULL)) { vp_case_free(&c); rc = VP_ERR_DATA; break; }
-        vp_case_add_provenance(c, cmd.name);
-        int w = vp_case_write(out, c);
-        vp_case_free(&c);
-        if (w) { rc = VP_ERR_RUNTIME; break; }
-    }
-    vp_in_close(&in);
-    if (rc) { vp_out_close(&out, 0); return rc; }
-    if (r < 0) { vp_out_close(&out, 0); return -r; }
-    return vp_stream_finish(&out) ? VP_ERR_RUNTIME : 0;
+    struct target t = {like_path ? &like : NULL, spacing_arg ? sp : NULL};
+    return vp_filter_run(cmd.name, in_spec, out_spec, step, &t);
 }
