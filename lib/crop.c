@@ -233,18 +233,6 @@ vp_vol *vp_vol_uncrop(const vp_vol *v, const struct vp_box *b, const uint64_t or
 
 /* ---- meta ---- */
 
-void vp_case_meta_remove(vp_case *c, const char *key)
-{
-    for (int i = 0; i < c->nmeta; i++)
-        if (!strcmp(c->meta[i].key, key)) {
-            free(c->meta[i].key);
-            free(c->meta[i].raw);
-            memmove(&c->meta[i], &c->meta[i + 1], (size_t)(c->nmeta - i - 1) * sizeof *c->meta);
-            c->nmeta--;
-            return;
-        }
-}
-
 static void pack_rec(msgpack_packer *pk, const struct vp_crop_rec *r)
 {
     msgpack_pack_map(pk, 3);

@@ -78,7 +78,5 @@ void vp_crop_meta_push(vp_case *c, const struct vp_crop_rec *r);
  * (why in err: which field is wrong). */
 int vp_crop_meta_pop(vp_case *c, struct vp_crop_rec *r, char *err, size_t errlen);
 
-/* Remove meta key `key` if present (frame.h has no delete). */
-void vp_case_meta_remove(vp_case *c, const char *key);
 
 #endif

@@ -92,6 +92,18 @@ void vp_case_meta_set(vp_case *c, const char *key, const void *raw, size_t len)
     c->meta[c->nmeta++] = (vp_kv){vp_strdup(key), copy, len};
 }
 
+void vp_case_meta_remove(vp_case *c, const char *key)
+{
+    for (int i = 0; i < c->nmeta; i++)
+        if (!strcmp(c->meta[i].key, key)) {
+            free(c->meta[i].key);
+            free(c->meta[i].raw);
+            memmove(&c->meta[i], &c->meta[i + 1], (size_t)(c->nmeta - i - 1) * sizeof *c->meta);
+            c->nmeta--;
+            return;
+        }
+}
+
 void vp_case_meta_set_sbuf(vp_case *c, const char *key, const msgpack_sbuffer *sb)
 {
     vp_case_meta_set(c, key, sb->data, sb->size);

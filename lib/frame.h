@@ -112,6 +112,7 @@ vp_vol *vp_case_take_vol(vp_case *c, const char *name);        /* remove and ret
 const vp_kv *vp_case_meta(const vp_case *c, const char *key);
 void vp_case_meta_set(vp_case *c, const char *key, const void *raw, size_t len); /* copies */
 void vp_case_meta_set_sbuf(vp_case *c, const char *key, const msgpack_sbuffer *sb);
+void vp_case_meta_remove(vp_case *c, const char *key); /* no-op when absent */
 /* Parse a meta value with msgpack-c into *u (msgpack_unpacked_init before, _destroy after);
  * the object is u->data. 0 ok, -1 absent or invalid. */
 int vp_case_meta_parse(const vp_case *c, const char *key, msgpack_unpacked *u);

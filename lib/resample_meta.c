@@ -118,18 +118,6 @@ static int parse_grid(const msgpack_object *o, struct vp_grid *g)
     return 0;
 }
 
-static void meta_remove(vp_case *c, const char *key)
-{
-    for (int i = 0; i < c->nmeta; i++)
-        if (!strcmp(c->meta[i].key, key)) {
-            free(c->meta[i].key);
-            free(c->meta[i].raw);
-            memmove(&c->meta[i], &c->meta[i + 1], (size_t)(c->nmeta - i - 1) * sizeof *c->meta);
-            c->nmeta--;
-            return;
-        }
-}
-
 int vp_resample_meta_pop(vp_case *c, struct vp_resample_entry *e)
 {
     memset(e, 0, sizeof *e);
@@ -164,7 +152,7 @@ int vp_resample_meta_pop(vp_case *c, struct vp_resample_entry *e)
     }
     /* pop */
     if (arr.size == 1) {
-        meta_remove(c, "resample");
+        vp_case_meta_remove(c, "resample");
     } else {
         msgpack_sbuffer sb;
         msgpack_sbuffer_init(&sb);
