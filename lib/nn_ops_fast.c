@@ -1,0 +1,263 @@
+/* nn_ops_fast.c - the CPU backend: a fast conv3d (the op that dominates both networks) and the
+ * reference ops for the rest (see nn_backend.h for the contracts).
+ *
+ * conv3d: direct convolution, no im2col. The input is copied once into a zero-padded buffer
+ * (N, Ci, D+2pd, H+2ph, W+2pw) so the inner loops have no bounds tests; the weights are repacked
+ * as (Co/COB, Ci, kd, kh, kw, COB) so the COB output channels of a block read consecutive floats.
+ * A work item is one (n, output-channel block, output depth od): for every output row it keeps a
+ * COB x (XV vectors of 8 floats) tile of outputs in registers and sweeps ci, kd, kh, kw, one
+ * vector load of input and COB broadcast multiply-adds per kw. Written with GCC vector extensions
+ * (no intrinsics); compiled twice, for AVX2+FMA and for the baseline ISA, picked at run time.
+ * Each output element is summed by one thread in a fixed order, so the bytes do not depend on
+ * the thread count (they may differ from the reference's f64 sums in the last bits).
+ */
+#include "nn_backend.h"
+#include "parallel.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define COB_MAX 8 /* output channels per block: 8 with AVX-512 (32 registers), 4 otherwise */
+#define VL 8  /* floats per vector */
+#define XV 3  /* vectors per row tile in the main loop (24 outputs along x) */
+
+typedef float v8 __attribute__((vector_size(VL * sizeof(float))));
+
+struct conv_job {
+    const float *xp;   /* padded input (N, Ci, Dp, Hp, Wp) */
+    const float *wp;   /* packed weights (nb, Ci, KD, KH, KW, COB) */
+    const float *bias; /* (Co) or NULL */
+    float *y;          /* (N, Co, Do, Ho, Wo) */
+    int cob; /* output channels per block */
+    int64_t N, Ci, Co, nb, Dp, Hp, Wp, Do, Ho, Wo, KD, KH, KW;
+    int sd, sh, sw;
+};
+
+/* *v = p[0], p[sw], ... p[7 sw] (by pointer: a vector return value would change the ABI). */
+static inline __attribute__((always_inline)) void load8(v8 *v, const float *p, int sw)
+{
+    if (sw == 1) {
+        memcpy(v, p, sizeof *v); /* one unaligned vector load */
+    } else {
+        for (int l = 0; l < VL; l++) (*v)[l] = p[l * sw];
+    }
+}
+
+/* Outputs y[co0 .. co0+COB)[od][oh][ox .. ox + xv*8) from the padded input rows starting at xrow
+ * (the row of input (ci=0, od*sd, oh*sh) at column ox*sw). xv is a compile-time constant after
+ * inlining, so acc stays in registers. */
+static inline __attribute__((always_inline)) void conv_tile(const struct conv_job *j, const float *xrow, const float *wb,
+                                                            float *yo, int64_t ystride, int nco, const float *bias, const int cob, const int xv)
+{
+    v8 acc[COB_MAX][XV];
+#pragma GCC unroll 8
+    for (int c = 0; c < cob; c++)
+#pragma GCC unroll 8
+        for (int v = 0; v < xv; v++) acc[c][v] = (v8){0} + (bias && c < nco ? bias[c] : 0.0f);
+    const int64_t cs = j->Dp * j->Hp * j->Wp, ds = j->Hp * j->Wp;
+    const int sw = j->sw;
+    const float *w = wb;
+    for (int64_t ci = 0; ci < j->Ci; ci++)
+        for (int64_t kd = 0; kd < j->KD; kd++)
+            for (int64_t kh = 0; kh < j->KH; kh++) {
+                const float *r = xrow + ci * cs + kd * ds + kh * j->Wp;
+                for (int64_t kw = 0; kw < j->KW; kw++, w += cob) {
+                    v8 in[XV];
+#pragma GCC unroll 8
+                    for (int v = 0; v < xv; v++) load8(&in[v], r + kw + (int64_t)v * VL * sw, sw);
+#pragma GCC unroll 8
+                    for (int c = 0; c < cob; c++)
+#pragma GCC unroll 8
+                        for (int v = 0; v < xv; v++) acc[c][v] += in[v] * w[c];
+                }
+            }
+    for (int c = 0; c < nco; c++)
+        for (int v = 0; v < xv; v++) memcpy(yo + c * ystride + v * VL, &acc[c][v], sizeof(v8));
+}
+
+/* Scalar outputs for the last (Wo mod 8) columns of a row. */
+static inline __attribute__((always_inline)) void conv_point(const struct conv_job *j, const float *xrow, const float *wb,
+                                                             float *yo, int64_t ystride, int nco, const float *bias, const int cob)
+{
+    float acc[COB_MAX];
+    for (int c = 0; c < cob; c++) acc[c] = bias && c < nco ? bias[c] : 0.0f;
+    const int64_t cs = j->Dp * j->Hp * j->Wp, ds = j->Hp * j->Wp;
+    const float *w = wb;
+    for (int64_t ci = 0; ci < j->Ci; ci++)
+        for (int64_t kd = 0; kd < j->KD; kd++)
+            for (int64_t kh = 0; kh < j->KH; kh++) {
+                const float *r = xrow + ci * cs + kd * ds + kh * j->Wp;
+                for (int64_t kw = 0; kw < j->KW; kw++, w += cob)
+                    for (int c = 0; c < cob; c++) acc[c] += r[kw] * w[c];
+            }
+    for (int c = 0; c < nco; c++) yo[c * ystride] = acc[c];
+}
+
+/* One work item: (n, block b, output depth od), all rows and columns. */
+static inline __attribute__((always_inline)) void conv_item(const struct conv_job *j, int64_t item, const int cob)
+{
+    const int64_t od = item % j->Do, b = (item / j->Do) % j->nb, n = item / (j->Do * j->nb);
+    const int64_t co0 = b * cob;
+    const int nco = (int)(j->Co - co0 < cob ? j->Co - co0 : cob);
+    const float *wb = j->wp + b * j->Ci * j->KD * j->KH * j->KW * cob;
+    const float *bias = j->bias ? j->bias + co0 : NULL;
+    const int64_t ystride = j->Do * j->Ho * j->Wo; /* between output channels */
+    const float *xn = j->xp + n * j->Ci * j->Dp * j->Hp * j->Wp + od * j->sd * j->Hp * j->Wp;
+    float *yn = j->y + ((n * j->Co + co0) * j->Do + od) * j->Ho * j->Wo;
+    for (int64_t oh = 0; oh < j->Ho; oh++) {
+        const float *xr = xn + oh * j->sh * j->Wp;
+        float *yr = yn + oh * j->Wo;
+        int64_t ox = 0;
+        for (; ox + XV * VL <= j->Wo; ox += XV * VL) conv_tile(j, xr + ox * j->sw, wb, yr + ox, ystride, nco, bias, cob, XV);
+        for (; ox + VL <= j->Wo; ox += VL) conv_tile(j, xr + ox * j->sw, wb, yr + ox, ystride, nco, bias, cob, 1);
+        for (; ox < j->Wo; ox++) conv_point(j, xr + ox * j->sw, wb, yr + ox, ystride, nco, bias, cob);
+    }
+}
+
+/* The kernel compiled per instruction set; the variant is picked once per call by pick_isa(). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HAVE_X86_PATHS 1
+__attribute__((target("avx512f,avx512vl,fma"), optimize("fp-contract=fast")))
+static void conv_range_avx512(void *ctx, uint64_t begin, uint64_t end, int worker)
+{
+    for (uint64_t i = begin; i < end; i++) conv_item(ctx, (int64_t)i, 8);
+}
+__attribute__((target("avx2,fma"), optimize("fp-contract=fast")))
+static void conv_range_avx2(void *ctx, uint64_t begin, uint64_t end, int worker)
+{
+    for (uint64_t i = begin; i < end; i++) conv_item(ctx, (int64_t)i, 4);
+}
+#endif
+
+static void conv_range_base(void *ctx, uint64_t begin, uint64_t end, int worker)
+{
+    for (uint64_t i = begin; i < end; i++) conv_item(ctx, (int64_t)i, 4);
+}
+
+/* The kernel for this processor and its output-channel block; VOXPIPE_NN_ISA=base|avx2|avx512
+ * caps the choice (tests run every variant against the reference). */
+static vp_range_fn pick_isa(int *cob)
+{
+    *cob = 4;
+#ifdef HAVE_X86_PATHS
+    const char *e = getenv("VOXPIPE_NN_ISA");
+    int cap = !e ? 3 : !strcmp(e, "base") ? 1 : !strcmp(e, "avx2") ? 2 : 3;
+    __builtin_cpu_init();
+    int fma = __builtin_cpu_supports("fma");
+    if (cap >= 3 && fma && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) {
+        *cob = 8;
+        return conv_range_avx512;
+    }
+    if (cap >= 2 && fma && __builtin_cpu_supports("avx2")) return conv_range_avx2;
+#endif
+    return conv_range_base;
+}
+
+struct pad_job {
+    const float *x;
+    float *xp;
+    int64_t D, H, W, Dp, Hp, Wp, pd, ph, pw;
+};
+
+/* Item = one padded (n, c, dp) plane: zeros around, the input plane inside. */
+static void pad_range(void *ctx, uint64_t begin, uint64_t end, int worker)
+{
+    const struct pad_job *p = ctx;
+    for (uint64_t i = begin; i < end; i++) {
+        int64_t dp = (int64_t)i % p->Dp, nc = (int64_t)i / p->Dp, d = dp - p->pd;
+        float *dst = p->xp + (int64_t)i * p->Hp * p->Wp;
+        if (d < 0 || d >= p->D) {
+            memset(dst, 0, (size_t)(p->Hp * p->Wp) * sizeof *dst);
+            continue;
+        }
+        const float *src = p->x + (nc * p->D + d) * p->H * p->W;
+        for (int64_t hp = 0; hp < p->Hp; hp++) {
+            float *row = dst + hp * p->Wp;
+            int64_t h = hp - p->ph;
+            if (h < 0 || h >= p->H) {
+                memset(row, 0, (size_t)p->Wp * sizeof *row);
+                continue;
+            }
+            memset(row, 0, (size_t)p->pw * sizeof *row);
+            memcpy(row + p->pw, src + h * p->W, (size_t)p->W * sizeof *row);
+            memset(row + p->pw + p->W, 0, (size_t)(p->Wp - p->pw - p->W) * sizeof *row);
+        }
+    }
+}
+
+static int fast_conv3d(const vp_tensor *x, const vp_tensor *w, const vp_tensor *b, const vp_conv3d_params *p, vp_tensor *y)
+{
+    int64_t os[5];
+    if (vp_nn_conv3d_shape(x, w, b, p, os) || vp_nn_check_out("conv3d", y, os)) return -1;
+    struct conv_job j = {
+        .N = x->shape[0], .Ci = x->shape[1], .Co = os[1], .Do = os[2], .Ho = os[3], .Wo = os[4],
+        .KD = w->shape[2], .KH = w->shape[3], .KW = w->shape[4],
+        .sd = p->stride[0], .sh = p->stride[1], .sw = p->stride[2],
+        .bias = b ? b->data : NULL, .y = y->data,
+    };
+    if (vp_tensor_numel(y) == 0) return 0;
+    vp_range_fn kernel = pick_isa(&j.cob);
+    const int cob = j.cob;
+    j.nb = (j.Co + cob - 1) / cob;
+    j.Dp = x->shape[2] + 2 * p->pad[0];
+    j.Hp = x->shape[3] + 2 * p->pad[1];
+    j.Wp = x->shape[4] + 2 * p->pad[2];
+
+    float *xp = NULL;
+    if (p->pad[0] || p->pad[1] || p->pad[2]) {
+        xp = vp_malloc((size_t)(j.N * j.Ci * j.Dp * j.Hp * j.Wp) * sizeof *xp);
+        struct pad_job pj = {x->data, xp, x->shape[2], x->shape[3], x->shape[4], j.Dp, j.Hp, j.Wp,
+                             p->pad[0], p->pad[1], p->pad[2]};
+        vp_parallel_for((uint64_t)(j.N * j.Ci * j.Dp), 0, pad_range, &pj);
+        j.xp = xp;
+    } else {
+        j.xp = x->data;
+    }
+
+    /* wp[b][ci][kd][kh][kw][c] = w[b*COB + c][ci][kd][kh][kw], zero past Co */
+    const int64_t K = j.KD * j.KH * j.KW;
+    float *wp = vp_calloc((size_t)(j.nb * j.Ci * K * cob), sizeof *wp);
+    for (int64_t co = 0; co < j.Co; co++)
+        for (int64_t ci = 0; ci < j.Ci; ci++)
+            for (int64_t k = 0; k < K; k++)
+                wp[(((co / cob) * j.Ci + ci) * K + k) * cob + co % cob] = w->data[(co * j.Ci + ci) * K + k];
+    j.wp = wp;
+
+    vp_parallel_for((uint64_t)(j.N * j.nb * j.Do), 1, kernel, &j);
+    free(wp);
+    free(xp);
+    return 0;
+}
+
+/* ---- the CPU backend */
+
+static int cpu_supports(const vp_nn_backend *be, vp_nn_op op) { return op >= 0 && op < VP_NN_OP_COUNT; }
+static int cpu_conv3d(const vp_nn_backend *be, const vp_tensor *x, const vp_tensor *w, const vp_tensor *b,
+                      const vp_conv3d_params *p, vp_tensor *y) { return fast_conv3d(x, w, b, p, y); }
+static int cpu_convt(const vp_nn_backend *be, const vp_tensor *x, const vp_tensor *w, const vp_tensor *b,
+                     const vp_conv3d_params *p, vp_tensor *y) { return vp_nn_ref_conv_transpose3d(x, w, b, p, y); }
+static int cpu_gn(const vp_nn_backend *be, const vp_tensor *x, int groups, float eps, const vp_tensor *g,
+                  const vp_tensor *b, vp_tensor *y) { return vp_nn_ref_group_norm(x, groups, eps, g, b, y); }
+static int cpu_in(const vp_nn_backend *be, const vp_tensor *x, float eps, const vp_tensor *g, const vp_tensor *b,
+                  vp_tensor *y)
+{
+    if (vp_nn_check_act("instance_norm", "input", x)) return -1;
+    return vp_nn_ref_group_norm(x, (int)x->shape[1], eps, g, b, y);
+}
+static int cpu_relu(const vp_nn_backend *be, const vp_tensor *x, vp_tensor *y) { return vp_nn_ref_relu(x, y); }
+static int cpu_lrelu(const vp_nn_backend *be, const vp_tensor *x, float s, vp_tensor *y) { return vp_nn_ref_leaky_relu(x, s, y); }
+static int cpu_up(const vp_nn_backend *be, const vp_tensor *x, vp_tensor *y) { return vp_nn_ref_upsample_trilinear2x(x, y); }
+static int cpu_add(const vp_nn_backend *be, const vp_tensor *a, const vp_tensor *b, vp_tensor *y) { return vp_nn_ref_add(a, b, y); }
+static int cpu_cat(const vp_nn_backend *be, const vp_tensor *const *xs, int n, vp_tensor *y) { return vp_nn_ref_concat(xs, n, y); }
+static int cpu_smax(const vp_nn_backend *be, const vp_tensor *x, vp_tensor *y) { return vp_nn_ref_softmax_c(x, y); }
+static int cpu_amax(const vp_nn_backend *be, const vp_tensor *x, int32_t *o) { return vp_nn_ref_argmax_c(x, o); }
+
+static const vp_nn_backend cpu_backend = {
+    .name = "cpu", .supports_op = cpu_supports,
+    .conv3d = cpu_conv3d, .conv_transpose3d = cpu_convt, .group_norm = cpu_gn, .instance_norm = cpu_in,
+    .relu = cpu_relu, .leaky_relu = cpu_lrelu, .upsample_trilinear2x = cpu_up, .add = cpu_add,
+    .concat = cpu_cat, .softmax_c = cpu_smax, .argmax_c = cpu_amax,
+};
+
+const vp_nn_backend *vp_nn_backend_cpu(void) { return &cpu_backend; }
