@@ -11,8 +11,9 @@ Data, made once and deterministically under OUT_DIR (git-ignored):
   hd_ref.nii, hd_pred.nii   the bone pair as NIfTI, for plastimatch's command line
 
 What is timed (wall clock and CPU seconds, medians of the rounds; BENCH_ROUNDS, default 5, for
-voxpipe, BENCH_PEER_ROUNDS, default 1, for the peers, which take 10-60 s each; BENCH_SD=0 skips
-surface-distance):
+voxpipe, BENCH_PEER_ROUNDS, default 1, for MONAI and surface-distance, which take 10-60 s each,
+BENCH_PLM_ROUNDS, default 3, for plastimatch; BENCH_SD=0 skips surface-distance, BENCH_MONAI=0
+MONAI):
   voxpipe          the whole process `hausdorff -i hd_bone.vxp --metrics hd,hd95,assd > /dev/null`:
                    reading the 74 MB stream, one pass, all metrics asked; default threads and
                    --threads 1
@@ -21,14 +22,20 @@ surface-distance):
                    (CPU; loading not counted), the three calls summed
   surface-distance compute_surface_distances + compute_robust_hausdorff(100) and (95) +
                    compute_average_surface_distance, arrays in memory
-  plastimatch      `plastimatch dice --hausdorff hd_ref.nii hd_pred.nii` (its loading counted, so
-                   voxpipe is timed reading the same .nii files through vol-read too); only when
-                   plastimatch is installed
+  plastimatch      the whole process `plastimatch dice --hausdorff hd_ref.nii hd_pred.nii` (it reads
+                   the two uncompressed NIfTI files, 37 MB each, and computes its 8 numbers: HD,
+                   HD95, average and max average, on boundaries and on the whole sets), against
+                   the whole pipeline `vol-read hd_ref.nii --label hd_pred.nii | hausdorff` (reading
+                   the same files) with --metrics hd,hd95,assd and with --convention plastimatch
+                   (its 8 numbers and voxpipe's 5 others); only when plastimatch is installed. Its
+                   numbers and voxpipe's are printed side by side (plastimatch's Danielsson map is
+                   not exact: docs/METRICS.md)
   25 classes       voxpipe: one run over hd_spine25.vxp; MONAI: the three calls per class (its own
                    per-class loop, without building a 26-channel one-hot of 7.7 GB), timed on 3 of
                    the classes and scaled to 25 (all 25 would take 4-5 minutes)
 """
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -47,6 +54,8 @@ import vxp  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 PEER_ROUNDS = int(os.environ.get("BENCH_PEER_ROUNDS", "1"))
+PLM_ROUNDS = int(os.environ.get("BENCH_PLM_ROUNDS", "3"))
+MONAI = os.environ.get("BENCH_MONAI", "1") != "0"
 SHAPE, SP = (512, 512, 141), (0.98, 0.98, 2.0)
 TAG = "hd-bench-v1"
 
@@ -145,6 +154,31 @@ def row(name, ours, peer, goal):
                                                                            peer[1], cratio, verdict))
 
 
+def plastimatch_rows(hd, three):
+    """plastimatch dice --hausdorff vs vol-read | hausdorff on the same .nii pair, and their numbers"""
+    ref, pred = os.path.join(OUT, "hd_ref.nii"), os.path.join(OUT, "hd_pred.nii")
+    pipe = "%s/vol-read %s --image-name label --label %s --label-name pred | %s" % (BIN, ref, pred, hd)
+    plm_cmd = "plastimatch dice --hausdorff %s %s" % (ref, pred)
+    plm = med(lambda: run(plm_cmd), PLM_ROUNDS)
+    row("vs plastimatch dice --hausdorff (.nii, %d runs)" % PLM_ROUNDS, med(lambda: run("%s %s" % (pipe, three)), ROUNDS),
+        plm, 5)
+    row("  voxpipe --convention plastimatch, all metrics", med(lambda: run(pipe + " --convention plastimatch"), ROUNDS),
+        plm, 5)
+    out = subprocess.run(["bash", "-c", plm_cmd], capture_output=True, text=True, check=True).stdout
+    theirs = dict(re.findall(r"^(.*\S) = (\S+)$", out, re.M))
+    ours = subprocess.run(["bash", "-o", "pipefail", "-c", pipe + " --convention plastimatch"], capture_output=True,
+                          text=True, check=True).stdout
+    ours = {l.split("\t")[3]: float(l.split("\t")[4]) for l in ours.splitlines()[1:]}
+    labels = [("hd", "Hausdorff distance (boundary)"), ("hd95", "Percent (0.95) Hausdorff distance (boundary)"),
+              ("masd", "Avg average Hausdorff distance (boundary)"), ("ahd", "Max average Hausdorff distance (boundary)"),
+              ("hd_set", "Hausdorff distance"), ("hd95_set", "Percent (0.95) Hausdorff distance"),
+              ("masd_set", "Avg average Hausdorff distance"), ("ahd_set", "Max average Hausdorff distance")]
+    print("  the same pair's numbers, voxpipe --convention plastimatch (exact distances) vs plastimatch:")
+    for m, label in labels:
+        a, b = ours[m], float(theirs[label])
+        print("    %-9s %-12.6f %-12.6f rel %.2g" % (m, a, b, abs(a - b) / max(abs(a), abs(b), 1e-300)))
+
+
 def main():
     make_data()
     bone = os.path.join(OUT, "hd_bone.vxp")
@@ -152,24 +186,25 @@ def main():
     hd = os.path.join(BIN, "hausdorff")
     three = "--metrics hd,hd95,assd"
     ours = med(lambda: run("%s -i %s %s" % (hd, bone, three)), ROUNDS)
-    ours1 = med(lambda: run("%s --threads 1 -i %s %s" % (hd, bone, three)), ROUNDS)
-    ours25 = med(lambda: run("%s -i %s %s" % (hd, spine, three)), ROUNDS)
-    pred, ref = load(bone)
     print("%-46s %10s %11s %9s | %9s %10s %8s" % ("HD + HD95 + ASSD, 512x512x141 at 0.98x0.98x2", "voxpipe",
                                                   "peer", "wall", "voxpipe", "peer", "cpu"))
-    monai = med(lambda: monai_three(pred, ref), PEER_ROUNDS)
-    row("vs MONAI compute_* (CPU, median of %d)" % PEER_ROUNDS, ours, monai, 20)
-    row("vs MONAI, voxpipe --threads 1", ours1, monai, None)
+    if MONAI:
+        ours1 = med(lambda: run("%s --threads 1 -i %s %s" % (hd, bone, three)), ROUNDS)
+        pred, ref = load(bone)
+        monai = med(lambda: monai_three(pred, ref), PEER_ROUNDS)
+        row("vs MONAI compute_* (CPU, median of %d)" % PEER_ROUNDS, ours, monai, 20)
+        row("vs MONAI, voxpipe --threads 1", ours1, monai, None)
     if os.environ.get("BENCH_SD", "1") != "0":
+        if not MONAI:
+            pred, ref = load(bone)
         row("vs surface-distance (1 round)", ours, med(lambda: surface_distance_three(pred, ref), 1), None)
     if shutil.which("plastimatch"):
-        nii = "%s/vol-read %s/hd_ref.nii --image-name label --label %s/hd_pred.nii --label-name pred | %s %s" % (
-            BIN, OUT, OUT, hd, three)
-        ours_nii = med(lambda: run(nii), ROUNDS)
-        plm = med(lambda: run("plastimatch dice --hausdorff %s/hd_ref.nii %s/hd_pred.nii" % (OUT, OUT)), PEER_ROUNDS)
-        row("vs plastimatch dice --hausdorff (from .nii)", ours_nii, plm, 5)
+        plastimatch_rows(hd, three)
     else:
         print("plastimatch: not installed (Debian package plastimatch); skipped (goal: 5x its 2.2 s)")
+    if not MONAI:
+        return
+    ours25 = med(lambda: run("%s -i %s %s" % (hd, spine, three)), ROUNDS)
     p25, r25 = load(spine)
     sample = [1, 13, 25]
     m = [monai_three(p25 == c, r25 == c) for c in sample]

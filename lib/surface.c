@@ -7,17 +7,19 @@
 #include "surfel.h"
 #include "util.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 const char *const vp_conv_names[] = {"voxpipe", "monai", "deepmind", "metricsreloaded", "plastimatch", NULL};
 
-/* ---- boundary voxels on the inner box (the padded box less one voxel on every side) */
+/* ---- boundary voxels on the inner box (the padded box less one voxel on every side): object
+ * voxels with a 6-neighbour that is not an object voxel along the axes in `axes` (bit a: axis a) */
 struct bctx {
     const uint8_t *m;
     const uint64_t *d;
-    int zero_pad; /* beyond the image counts as background (else it is ignored) */
+    unsigned axes;
     uint8_t *b;
 };
 
@@ -42,7 +44,7 @@ static void bnd_pass(void *vc, uint64_t zb, uint64_t ze, int worker)
                                   vp_load8(q + pl)};
                 uint64_t edge = 0;
                 for (int k = 0; k < 6; k++)
-                    edge |= c->zero_pad ? ~vp_bytes_eq(nb[k], VP_MASK_IN) : vp_bytes_eq(nb[k], VP_MASK_BG);
+                    if (c->axes >> (k / 2) & 1) edge |= ~vp_bytes_eq(nb[k], VP_MASK_IN);
                 uint64_t out = vp_bytes_bool(vp_bytes_eq(w, VP_MASK_IN) & edge & VP_BYTES_80);
                 memcpy(b + x, &out, 8);
             }
@@ -53,16 +55,16 @@ static void bnd_pass(void *vc, uint64_t zb, uint64_t ze, int worker)
                 }
                 const uint8_t nb[6] = {m[x - 1], m[x + 1], m[x - d0], m[x + d0], m[x - pl], m[x + pl]};
                 uint8_t v = 0;
-                for (int k = 0; k < 6; k++) v |= c->zero_pad ? nb[k] != VP_MASK_IN : nb[k] == VP_MASK_BG;
+                for (int k = 0; k < 6; k++) v |= (c->axes >> (k / 2) & 1) && nb[k] != VP_MASK_IN;
                 b[x] = v;
             }
         }
 }
 
-static uint8_t *boundary(const uint8_t *m, const uint64_t d[3], int zero_pad)
+static uint8_t *boundary(const uint8_t *m, const uint64_t d[3], unsigned axes)
 {
     uint64_t n = (d[0] - 2) * (d[1] - 2) * (d[2] - 2);
-    struct bctx c = {m, d, zero_pad, vp_malloc(n)};
+    struct bctx c = {m, d, axes, vp_malloc(n)};
     vp_parallel_for(d[2] - 2, vp_slice_grain(d[2] - 2, d[0] * d[1]), bnd_pass, &c);
     return c.b;
 }
@@ -157,7 +159,8 @@ static void surfels(const struct vp_surface_in *in, struct vp_dir *P, struct vp_
 }
 
 /* plastimatch: one EDT per direction serves the boundary voxels of `a` and its voxels outside `b`
- * (the "set" distances; voxels inside b count 0) */
+ * (the "set" distances; voxels inside b count 0). Distances are stored as float, and where b has
+ * no boundary voxel they are FLT_MAX, as in plastimatch's distance map. */
 static void plm_direction(const uint8_t *ma, const uint8_t *mb, const uint8_t *ba, const uint8_t *bb,
                           const uint64_t dims[3], const double sp[3], struct vp_dir *B, struct vp_dir *S)
 {
@@ -188,6 +191,7 @@ static void plm_direction(const uint8_t *ma, const uint8_t *mb, const uint8_t *b
             for (uint64_t x = 0; x < nd[0]; x++, i++) {
                 if (!q[i]) continue;
                 double dv = all.d[k++];
+                dv = dv < FLT_MAX ? (float)dv : FLT_MAX; /* +inf without features */
                 if (ba[i]) B->d[kb++] = dv;
                 if (ma[o + x] == VP_MASK_IN && mb[o + x] != VP_MASK_IN) S->d[ks++] = dv;
             }
@@ -206,8 +210,12 @@ void vp_surface_metrics(const struct vp_surface_in *in, const struct vp_surface_
     if (o->conv == VP_CONV_DEEPMIND) {
         surfels(in, &P, &R);
     } else {
-        uint8_t *bp = boundary(in->pred, d, o->conv != VP_CONV_PLASTIMATCH);
-        uint8_t *br = boundary(in->ref, d, o->conv != VP_CONV_PLASTIMATCH);
+        unsigned axes = 7;
+        if (o->conv == VP_CONV_PLASTIMATCH) /* "adaptive padding": an axis one voxel thick is ignored */
+            for (int a = 0; a < 3; a++)
+                if (nd[a] == 1) axes &= ~(1u << a);
+        uint8_t *bp = boundary(in->pred, d, axes);
+        uint8_t *br = boundary(in->ref, d, axes);
         if (o->conv == VP_CONV_PLASTIMATCH) {
             plm_direction(in->pred, in->ref, bp, br, d, in->sp, &P, &PS);
             plm_direction(in->ref, in->pred, br, bp, d, in->sp, &R, &RS);

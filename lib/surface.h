@@ -23,11 +23,17 @@
  *                    numpy percentile per direction, ASSD pooled, MASD the mean of the directed
  *                    means; both empty: 0; one empty: scipy's EDT of an empty feature set measures
  *                    to the virtual point (-1, 0, 0) of the whole image, reproduced here.
- *   plastimatch      plastimatch dice --hausdorff: boundary voxels ignoring the image edge,
- *                    percentile as the floor(f n - 1)-th smallest, HDp and the average as the mean
- *                    of the two directed values, plus the "set" variants over all voxels of a mask
- *                    (distance 0 inside the other); both empty: 0; distances exact (plastimatch's
- *                    own Danielsson map is approximate).
+ *   plastimatch      plastimatch 1.9.4 dice --hausdorff on the box it crops to (the caller cuts that
+ *                    box: metrics/hausdorff.c): boundary voxels with a 6-neighbour outside the object
+ *                    or the box, except along an axis where the box is one voxel thick (its
+ *                    "adaptive padding"); percentile as the floor(f n - 1)-th smallest (0 when
+ *                    f n < 1, where plastimatch reads the float before its array), HDp and the
+ *                    average as the mean of the two directed values, ahd their maximum, plus the
+ *                    "set" variants over all voxels of a mask (distance 0 inside the other);
+ *                    distances and results rounded to float as plastimatch stores them; distances
+ *                    to a mask without boundary voxels FLT_MAX (its distance map's value);
+ *                    both empty: NaN (plastimatch exits with an error). Distances are exact where
+ *                    plastimatch's Danielsson map is approximate (docs/METRICS.md: how far).
  *
  * Ownership: the caller owns the masks; vp_surface_metrics() allocates only scratch.
  */
@@ -50,13 +56,14 @@ extern const char *const vp_conv_names[]; /* "voxpipe", "monai", ..., NULL */
  *             harmonic mean (the boundary F1 score)
  *   *_SET     plastimatch only: over all voxels of a mask, 0 inside the other mask (else NaN). */
 enum vp_sm { VP_SM_HD, VP_SM_HDP, VP_SM_MASD, VP_SM_AHD, VP_SM_ASSD, VP_SM_NSD, VP_SM_BPREC, VP_SM_BREC,
-             VP_SM_BF1, VP_SM_HD_SET, VP_SM_HDP_SET, VP_SM_MASD_SET, VP_SM_N };
+             VP_SM_BF1, VP_SM_HD_SET, VP_SM_HDP_SET, VP_SM_MASD_SET, VP_SM_AHD_SET, VP_SM_N };
 
 /* Mask values in struct vp_surface_in. */
 enum { VP_MASK_BG = 0, VP_MASK_IN = 1, VP_MASK_OUT = 2 /* beyond the image */ };
 
 /* One class: both masks on a box one voxel larger on every side than the union bounding box of
- * the two masks (so no object voxel lies on the box's faces). */
+ * the two masks (so no object voxel lies on the box's faces). Under plastimatch the inner box is
+ * plastimatch's crop and the faces count as beyond its image (hold no VP_MASK_IN). */
 struct vp_surface_in {
     uint64_t dims[3];          /* of the padded box, each >= 3 */
     const uint8_t *pred, *ref; /* VP_MASK_* per voxel, x fastest */
@@ -81,7 +88,8 @@ void vp_surface_metrics(const struct vp_surface_in *in, const struct vp_surface_
 /* Statistics helpers, exposed for tests. a is reordered. */
 double vp_pct_numpy(double *a, uint64_t n, double p);    /* numpy.percentile, method 'linear' */
 double vp_pct_torch(double *a, uint64_t n, double p);    /* torch.quantile(float32 a, p / 100) */
-double vp_pct_floor(double *a, uint64_t n, double p);    /* plastimatch: floor(f n - 1)-th smallest */
+double vp_pct_floor(double *a, uint64_t n, double p);    /* plastimatch: floor(f n - 1)-th smallest, 0
+                                                            when f n < 1 (f = p / 100 in float) */
 double vp_sum_pairwise(const double *a, uint64_t n);     /* numpy's pairwise summation */
 
 #endif

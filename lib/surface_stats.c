@@ -75,7 +75,9 @@ double vp_pct_floor(double *a, uint64_t n, double p)
     float t = (float)(p / 100.0) * (float)n - 1.0f;
     int64_t ord = (int64_t)floorf(t);
     if (ord > (int64_t)n - 1) ord = (int64_t)n - 1;
-    if (ord < 0) ord = 0; /* plastimatch reads before its array here (n f < 1) */
+    /* n f < 1: plastimatch reads the float before its array, the upper half of glibc's malloc chunk
+     * size on 64-bit systems: 0 (observed with plastimatch 1.9.4 on single boundary voxels) */
+    if (ord < 0) return 0;
     return select_k(a, n, (uint64_t)ord);
 }
 
@@ -235,38 +237,40 @@ static void pool_deepmind(const struct vp_surface_opts *o, struct vp_dir *P, str
     v[VP_SM_BF1] = P->n && R->n ? f1(v[VP_SM_BPREC], v[VP_SM_BREC]) : P->n || R->n ? 0 : NAN;
 }
 
-/* ---- plastimatch: Hausdorff_distance::run_internal in both directions */
-static void plm_dir(const struct vp_surface_opts *o, struct vp_dir *B, struct vp_dir *S, double *v)
+/* ---- plastimatch: Hausdorff_distance::run_internal in both directions, in its float arithmetic:
+ * the maximum, the mean (a double sum, then float) and the percentile of each direction; HD the
+ * larger maximum, HDp and the average the running float sum of half of each, AHD the larger mean.
+ * A direction without voxels adds nothing, so masks without boundary voxels give 0. */
+static void plm_dir(const struct vp_surface_opts *o, struct vp_dir *D, double *hd, double *hdp, double *avg,
+                    double *ahd)
 {
-    if (B->n) {
-        v[VP_SM_HD] = fmax(v[VP_SM_HD], vmax(B->d, B->n));
-        v[VP_SM_MASD] += 0.5 * (vsum(B->d, B->n) / (double)B->n);
-        v[VP_SM_HDP] += 0.5 * vp_pct_floor(B->d, B->n, o->percentile);
-    }
-    if (S->n) {
-        v[VP_SM_HD_SET] = fmax(v[VP_SM_HD_SET], vmax(S->d, S->n));
-        v[VP_SM_MASD_SET] += 0.5 * (vsum(S->d, S->n) / (double)S->n);
-        v[VP_SM_HDP_SET] += 0.5 * vp_pct_floor(S->d, S->n, o->percentile);
-    }
+    if (!D->n) return;
+    float mean = (float)(vsum(D->d, D->n) / (double)D->n); /* before the selection reorders d */
+    *hd = fmax(*hd, vmax(D->d, D->n));
+    *avg = (float)(*avg + 0.5 * mean);
+    *ahd = fmax(*ahd, mean);
+    *hdp = (float)(*hdp + 0.5 * vp_pct_floor(D->d, D->n, o->percentile));
 }
 
 static void pool_plastimatch(const struct vp_surface_opts *o, struct vp_dir *P, struct vp_dir *R,
                              struct vp_dir *PS, struct vp_dir *RS, double *v)
 {
     uint64_t np = P->n, nr = R->n;
+    if (!np && !nr && !PS->n && !RS->n) return; /* both masks empty: plastimatch exits with an error */
     double sp = vsum(P->d, np), sr = vsum(R->d, nr);
-    double mp = np ? sp / (double)np : NAN, mr = nr ? sr / (double)nr : NAN;
     uint64_t cp = vcount_le(P->d, np, o->tolerance), cr = vcount_le(R->d, nr, o->tolerance);
-    v[VP_SM_AHD] = np && nr ? fmax(mp, mr) : np ? mp : nr ? mr : 0;
     v[VP_SM_ASSD] = (sp + sr) / (double)(np + nr);
     v[VP_SM_NSD] = (double)(cp + cr) / (double)(np + nr);
     v[VP_SM_BPREC] = np ? (double)cp / (double)np : NAN;
     v[VP_SM_BREC] = nr ? (double)cr / (double)nr : NAN;
     v[VP_SM_BF1] = np && nr ? f1(v[VP_SM_BPREC], v[VP_SM_BREC]) : np || nr ? 0 : NAN;
-    v[VP_SM_HD] = v[VP_SM_HDP] = v[VP_SM_MASD] = 0;
-    v[VP_SM_HD_SET] = v[VP_SM_HDP_SET] = v[VP_SM_MASD_SET] = 0;
-    plm_dir(o, R, RS, v); /* plastimatch runs reference -> compare first */
-    plm_dir(o, P, PS, v);
+    v[VP_SM_HD] = v[VP_SM_HDP] = v[VP_SM_MASD] = v[VP_SM_AHD] = 0;
+    v[VP_SM_HD_SET] = v[VP_SM_HDP_SET] = v[VP_SM_MASD_SET] = v[VP_SM_AHD_SET] = 0;
+    /* plastimatch runs reference -> compare first */
+    plm_dir(o, R, &v[VP_SM_HD], &v[VP_SM_HDP], &v[VP_SM_MASD], &v[VP_SM_AHD]);
+    plm_dir(o, P, &v[VP_SM_HD], &v[VP_SM_HDP], &v[VP_SM_MASD], &v[VP_SM_AHD]);
+    plm_dir(o, RS, &v[VP_SM_HD_SET], &v[VP_SM_HDP_SET], &v[VP_SM_MASD_SET], &v[VP_SM_AHD_SET]);
+    plm_dir(o, PS, &v[VP_SM_HD_SET], &v[VP_SM_HDP_SET], &v[VP_SM_MASD_SET], &v[VP_SM_AHD_SET]);
 }
 
 void vp_surface_pool(const struct vp_surface_opts *o, struct vp_dir *P, struct vp_dir *R, struct vp_dir *PS,

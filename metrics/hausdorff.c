@@ -55,7 +55,7 @@ static const struct vp_cmd cmd = {
     "  nsd_Tmm     normalized surface Dice at tolerance T: share of both boundaries within T\n"
     "  bprec_Tmm   share of P within T of R;  brec_Tmm  share of R within T of P\n"
     "  bf1_Tmm     boundary F1, 2 bprec brec / (bprec + brec)\n"
-    "  hd_set hdP_set masd_set   (plastimatch only) its non-boundary variants over all voxels\n"
+    "  hd_set hdP_set masd_set ahd_set   (plastimatch only) its variants over all voxels\n"
     "\n"
     "Conventions (docs/METRICS.md has the details):\n"
     "  voxpipe          boundary voxels (object voxels with a 6-neighbour outside the object or the\n"
@@ -66,8 +66,11 @@ static const struct vp_cmd cmd = {
     "                   (symmetric = assd) and compute_surface_dice: voxpipe's boundary, float32\n"
     "  deepmind         surface-distance: area-weighted surfels at voxel corners\n"
     "  metricsreloaded  Metrics Reloaded: both masks empty give 0\n"
-    "  plastimatch      plastimatch dice --hausdorff: image edge ignored, hdP and masd the mean of\n"
-    "                   the two directed values\n"
+    "  plastimatch      plastimatch 1.9.4 dice --hausdorff: its crop (the union box, less the last\n"
+    "                   slice along an axis the union spans entirely), its boundary (the crop's\n"
+    "                   faces count as outside unless it is one voxel thick), hdP and masd the mean\n"
+    "                   of the two directed values, results in float; distances to an empty mask\n"
+    "                   3.4028234663852886e+38 (FLT_MAX); both empty: nan\n"
     "\n"
     "Output: TSV with the header 'case<TAB>class<TAB>name<TAB>metric<TAB>value', one row per value,\n"
     "classes ascending; name from meta 'labels' (empty when unnamed); values as the shortest text\n"
@@ -91,7 +94,7 @@ static int metric_applies(int m)
 static void make_metric_names(void)
 {
     const char *base[VP_SM_N] = {"hd", "hd%g", "masd", "ahd", "assd", "nsd_%gmm", "bprec_%gmm", "brec_%gmm", "bf1_%gmm",
-                                 "hd_set", "hd%g_set", "masd_set"};
+                                 "hd_set", "hd%g_set", "masd_set", "ahd_set"};
     for (int m = 0; m < VP_SM_N; m++) {
         double arg = m == VP_SM_HDP || m == VP_SM_HDP_SET ? percentile : tolerance;
         snprintf(mnames[m], sizeof mnames[m], base[m], arg);
@@ -139,6 +142,31 @@ static void emit(FILE *f, const char *id, int64_t cls, const char *name, const d
         fprintf(f, "%s\t%" PRId64 "\t%s\t%s\t%s\n", fid, cls, fname, mnames[metric_order[i]], vp_tidy_fmt(v[metric_order[i]], buf));
 }
 
+/* plastimatch 1.9.4 crops both images to the union bounding box with itk_crop_by_index, which
+ * clamps the size to the image size less one: along an axis the union spans entirely (of more than
+ * one voxel), the last slice is dropped. */
+static void plastimatch_crop(vp_classbox *b, const uint64_t dims[3])
+{
+    for (int a = 0; a < 3; a++)
+        if (dims[a] > 1 && b->lo[a] == 0 && b->hi[a] == dims[a] - 1) b->hi[a]--;
+}
+
+/* mark the faces of a padded box as beyond the image (the slice plastimatch_crop dropped may hold
+ * object voxels) */
+static void faces_out(uint8_t *m, const uint64_t d[3])
+{
+    for (uint64_t z = 0; z < d[2]; z++)
+        for (uint64_t y = 0; y < d[1]; y++) {
+            uint8_t *row = m + (z * d[1] + y) * d[0];
+            if (z == 0 || z == d[2] - 1 || y == 0 || y == d[1] - 1) {
+                memset(row, VP_MASK_OUT, d[0]);
+            } else {
+                row[0] = VP_MASK_OUT;
+                row[d[0] - 1] = VP_MASK_OUT;
+            }
+        }
+}
+
 /* metrics of one class */
 static void measure(const vp_vol *p, const vp_vol *r, int64_t id, const vp_classbox *box, const double sp[3],
                     struct vp_surface_res *res)
@@ -147,14 +175,21 @@ static void measure(const vp_vol *p, const vp_vol *r, int64_t id, const vp_class
     struct vp_surface_in in = {{3, 3, 3}, NULL, NULL, {0, 0, 0}, {sp[0], sp[1], sp[2]}};
     uint8_t empty[27] = {0};
     uint8_t *mp = empty, *mr = empty;
+    vp_classbox b;
     if (box) { /* present in at least one volume */
-        vp_classbox_dims(box, in.dims);
+        b = *box;
+        if (conv == VP_CONV_PLASTIMATCH) plastimatch_crop(&b, r->dims);
+        vp_classbox_dims(&b, in.dims);
         uint64_t n = in.dims[0] * in.dims[1] * in.dims[2];
         mp = vp_malloc(n);
         mr = vp_malloc(n);
-        vp_classbox_mask(p, id, box, mp);
-        vp_classbox_mask(r, id, box, mr);
-        for (int a = 0; a < 3; a++) in.origin[a] = (int64_t)box->lo[a] - 1;
+        vp_classbox_mask(p, id, &b, mp);
+        vp_classbox_mask(r, id, &b, mr);
+        if (conv == VP_CONV_PLASTIMATCH) {
+            faces_out(mp, in.dims);
+            faces_out(mr, in.dims);
+        }
+        for (int a = 0; a < 3; a++) in.origin[a] = (int64_t)b.lo[a] - 1;
     }
     in.pred = mp;
     in.ref = mr;

@@ -3,6 +3,7 @@
  * based percentiles against sorting; the same bits for any thread count under every convention.
  * The peers' own numbers are checked by tests/shell/hausdorff.bats against golden files. */
 #include <criterion/criterion.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,8 +54,8 @@ Test(surface, percentiles_by_selection_match_sorting)
         cr_assert_eq(vp_pct_numpy(b, n, p), pct_sorted(a, n, p), "n %lu p %g", (unsigned long)n, p);
         memcpy(b, a, n * sizeof *b);
         int64_t ord = (int64_t)floorf((float)(p / 100.0) * (float)n - 1.0f);
-        ord = ord < 0 ? 0 : ord > (int64_t)n - 1 ? (int64_t)n - 1 : ord;
-        cr_assert_eq(vp_pct_floor(b, n, p), s[ord]);
+        ord = ord > (int64_t)n - 1 ? (int64_t)n - 1 : ord;
+        cr_assert_eq(vp_pct_floor(b, n, p), ord < 0 ? 0 : s[ord]); /* plastimatch's 0 before its array */
         memcpy(b, a, n * sizeof *b);
         float rank = (float)(p / 100.0) * (float)(n - 1), w = rank - floorf(rank);
         float x = (float)s[(uint64_t)rank], y = (float)s[(uint64_t)ceilf(rank)];
@@ -91,31 +92,36 @@ static void random_pair(uint64_t d[3], uint8_t *p, uint8_t *r, int out, unsigned
             }
 }
 
-/* boundary voxels by definition: an object voxel with a 6-neighbour that is not object (zero_pad)
- * or that is background inside the image (edge padding) */
-static int is_boundary(const uint8_t *m, const uint64_t d[3], uint64_t i, int zero_pad)
+/* boundary voxels by definition: an object voxel with a 6-neighbour that is not object, along the
+ * axes in `axes` (bit a: axis a) */
+static int is_boundary(const uint8_t *m, const uint64_t d[3], uint64_t i, unsigned axes)
 {
     if (m[i] != VP_MASK_IN) return 0;
     int64_t st[3] = {1, (int64_t)d[0], (int64_t)(d[0] * d[1])};
     for (int a = 0; a < 3; a++)
-        for (int s = -1; s <= 1; s += 2) {
-            uint8_t v = m[(int64_t)i + s * st[a]];
-            if (zero_pad ? v != VP_MASK_IN : v == VP_MASK_BG) return 1;
-        }
+        for (int s = -1; s <= 1; s += 2)
+            if ((axes >> a & 1) && m[(int64_t)i + s * st[a]] != VP_MASK_IN) return 1;
+    return 0;
+}
+
+static int is_set(const uint8_t *m, uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++)
+        if (m[i] == VP_MASK_IN) return 1;
     return 0;
 }
 
 /* distances from each boundary voxel of a to the boundary of b, brute force */
-static double *brute_dirs(const uint8_t *a, const uint8_t *b, const uint64_t d[3], const double sp[3], int zp,
+static double *brute_dirs(const uint8_t *a, const uint8_t *b, const uint64_t d[3], const double sp[3], unsigned axes,
                           uint64_t *n)
 {
     uint64_t nv = d[0] * d[1] * d[2], k = 0;
     double *out = malloc((nv + 1) * sizeof *out);
     for (uint64_t i = 0; i < nv; i++) {
-        if (!is_boundary(a, d, i, zp)) continue;
+        if (!is_boundary(a, d, i, axes)) continue;
         double best = INFINITY;
         for (uint64_t j = 0; j < nv; j++) {
-            if (!is_boundary(b, d, j, zp)) continue;
+            if (!is_boundary(b, d, j, axes)) continue;
             double dx = ((double)(i % d[0]) - (double)(j % d[0])) * sp[0];
             double dy = ((double)(i / d[0] % d[1]) - (double)(j / d[0] % d[1])) * sp[1];
             double dz = ((double)(i / (d[0] * d[1])) - (double)(j / (d[0] * d[1]))) * sp[2];
@@ -147,7 +153,7 @@ Test(surface, voxpipe_convention_matches_brute_force)
         struct vp_surface_res res;
         vp_surface_metrics(&in, &o, &res);
         uint64_t np, nr;
-        double *dp = brute_dirs(p, r, d, sp, 1, &np), *dr = brute_dirs(r, p, d, sp, 1, &nr);
+        double *dp = brute_dirs(p, r, d, sp, 7, &np), *dr = brute_dirs(r, p, d, sp, 7, &nr);
         cr_assert_eq(res.npred, np);
         cr_assert_eq(res.nref, nr);
         if (np && nr) {
@@ -176,55 +182,125 @@ Test(surface, voxpipe_convention_matches_brute_force)
     }
 }
 
+/* plastimatch 1.9.4's statistics of one direction, in its float arithmetic (Hausdorff_distance::
+ * run_internal): the maximum, the mean, the floor(f n - 1)-th smallest (0 when f n < 1) */
+static void plm_stats(const double *dist, uint64_t n, float *hd, float *avg, float *ahd, float *pct)
+{
+    if (!n) return;
+    double sum = 0, *s = malloc(n * sizeof *s);
+    for (uint64_t i = 0; i < n; i++) {
+        float v = dist[i] < FLT_MAX ? (float)dist[i] : FLT_MAX; /* its map of an empty mask */
+        s[i] = v;
+        sum += v;
+        if (v > *hd) *hd = v;
+    }
+    qsort(s, n, sizeof *s, cmp_d);
+    float mean = (float)(sum / (double)n);
+    int64_t ord = (int64_t)floorf(0.95f * (float)n - 1.0f);
+    *avg += 0.5 * mean;
+    *ahd = fmaxf(*ahd, mean);
+    *pct += 0.5 * (ord < 0 ? 0 : s[ord]);
+    free(s);
+}
+
 Test(surface, plastimatch_convention_matches_brute_force)
 {
     const double sp[3] = {1.1, 0.9, 3.0};
-    for (int t = 0; t < 20; t++) {
+    for (int t = 0; t < 40; t++) {
         uint64_t d[3] = {3 + rnd() % 8, 3 + rnd() % 8, 3 + rnd() % 6}, n = d[0] * d[1] * d[2];
         uint8_t *p = malloc(n), *r = malloc(n);
-        random_pair(d, p, r, 63, 200 + rnd() % 700); /* every face on the image edge */
+        random_pair(d, p, r, 63, 200 + rnd() % 700); /* the box is plastimatch's whole image */
         struct vp_surface_in in = {{d[0], d[1], d[2]}, p, r, {-1, -1, -1}, {sp[0], sp[1], sp[2]}};
         struct vp_surface_opts o = {VP_CONV_PLASTIMATCH, 95, 1.0};
         struct vp_surface_res res;
         vp_surface_metrics(&in, &o, &res);
+        /* its boundary: the image edge is background, except along an axis one voxel thick */
+        unsigned axes = 0;
+        for (int a = 0; a < 3; a++) axes |= (d[a] > 3) << a;
         uint64_t np, nr;
-        double *dp = brute_dirs(p, r, d, sp, 0, &np), *dr = brute_dirs(r, p, d, sp, 0, &nr);
-        double hd = 0, masd = 0;
-        if (np) {
-            double m = 0;
-            for (uint64_t i = 0; i < np; i++) m += dp[i], hd = fmax(hd, dp[i]);
-            masd += 0.5 * (m / (double)np);
+        double *dp = brute_dirs(p, r, d, sp, axes, &np), *dr = brute_dirs(r, p, d, sp, axes, &nr);
+        float hd = 0, avg = 0, ahd = 0, pct = 0;
+        plm_stats(dr, nr, &hd, &avg, &ahd, &pct); /* reference -> prediction first */
+        plm_stats(dp, np, &hd, &avg, &ahd, &pct);
+        if (!is_set(p, n) && !is_set(r, n)) {
+            close_to(res.v[VP_SM_HD], NAN, "both empty");
+        } else {
+            close_to(res.v[VP_SM_HD], hd, "hd");
+            close_to(res.v[VP_SM_MASD], avg, "masd");
+            close_to(res.v[VP_SM_AHD], ahd, "ahd");
+            close_to(res.v[VP_SM_HDP], pct, "hd95");
         }
-        if (nr) {
-            double m = 0;
-            for (uint64_t i = 0; i < nr; i++) m += dr[i], hd = fmax(hd, dr[i]);
-            masd += 0.5 * (m / (double)nr);
-        }
-        close_to(res.v[VP_SM_HD], hd, "hd");
-        close_to(res.v[VP_SM_MASD], masd, "masd");
         /* set variant: every voxel of one mask, 0 inside the other, else its distance to the boundary */
-        double hds = 0;
-        for (int dir = 0; dir < 2; dir++) {
+        float hds = 0, avgs = 0, ahds = 0, pcts = 0;
+        for (int dir = 1; dir >= 0; dir--) {
             const uint8_t *a = dir ? r : p, *b = dir ? p : r;
+            double *ds = malloc(n * sizeof *ds);
+            uint64_t k = 0;
             for (uint64_t i = 0; i < n; i++) {
-                if (a[i] != VP_MASK_IN || b[i] == VP_MASK_IN) continue;
-                double best = INFINITY;
-                for (uint64_t j = 0; j < n; j++) {
-                    if (!is_boundary(b, d, j, 0)) continue;
+                if (a[i] != VP_MASK_IN) continue;
+                double best = b[i] == VP_MASK_IN ? 0 : INFINITY;
+                for (uint64_t j = 0; j < n && best > 0; j++) {
+                    if (!is_boundary(b, d, j, axes)) continue;
                     double dx = ((double)(i % d[0]) - (double)(j % d[0])) * sp[0];
                     double dy = ((double)(i / d[0] % d[1]) - (double)(j / d[0] % d[1])) * sp[1];
                     double dz = ((double)(i / (d[0] * d[1])) - (double)(j / (d[0] * d[1]))) * sp[2];
                     best = fmin(best, sqrt(dx * dx + dy * dy + dz * dz));
                 }
-                hds = fmax(hds, best);
+                ds[k++] = best == INFINITY ? FLT_MAX : best;
             }
+            plm_stats(ds, k, &hds, &avgs, &ahds, &pcts);
+            free(ds);
         }
-        close_to(res.v[VP_SM_HD_SET], hds, "hd_set");
+        if (is_set(p, n) || is_set(r, n)) {
+            close_to(res.v[VP_SM_HD_SET], hds, "hd_set");
+            close_to(res.v[VP_SM_MASD_SET], avgs, "masd_set");
+            close_to(res.v[VP_SM_AHD_SET], ahds, "ahd_set");
+            close_to(res.v[VP_SM_HDP_SET], pcts, "hd95_set");
+        }
         free(dp);
         free(dr);
         free(p);
         free(r);
     }
+}
+
+/* One mask empty: plastimatch's distance map of it is FLT_MAX everywhere; a single voxel on a
+ * one-voxel box has no boundary voxels (every axis is one voxel thick); both empty: NaN. */
+Test(surface, plastimatch_empty_masks)
+{
+    uint64_t d[3] = {5, 5, 5};
+    uint8_t p[125], r[125];
+    random_pair(d, p, r, 63, 0);
+    for (int z = 1; z <= 2; z++)
+        for (int y = 1; y <= 2; y++)
+            for (int x = 1; x <= 2; x++) r[(z * 5 + y) * 5 + x] = VP_MASK_IN;
+    struct vp_surface_in in = {{5, 5, 5}, p, r, {0, 0, 0}, {1.0, 1.0, 2.0}};
+    struct vp_surface_opts o = {VP_CONV_PLASTIMATCH, 95, 1.0};
+    struct vp_surface_res res;
+    vp_surface_metrics(&in, &o, &res);
+    const double flt_max = FLT_MAX, half = (float)(0.5 * FLT_MAX);
+    close_to(res.v[VP_SM_HD], flt_max, "hd");
+    close_to(res.v[VP_SM_HDP], half, "hd95");
+    close_to(res.v[VP_SM_MASD], half, "masd");
+    close_to(res.v[VP_SM_AHD], flt_max, "ahd");
+    close_to(res.v[VP_SM_NSD], 0, "nsd");
+    close_to(res.v[VP_SM_BPREC], NAN, "bprec");
+    close_to(res.v[VP_SM_BREC], 0, "brec");
+    close_to(res.v[VP_SM_HD_SET], flt_max, "hd_set");
+    uint64_t d1[3] = {3, 3, 3};
+    uint8_t p1[27], r1[27];
+    random_pair(d1, p1, r1, 63, 0);
+    r1[13] = VP_MASK_IN;
+    in = (struct vp_surface_in){{3, 3, 3}, p1, r1, {0, 0, 0}, {1.0, 1.0, 2.0}};
+    vp_surface_metrics(&in, &o, &res);
+    close_to(res.v[VP_SM_HD], 0, "hd, no boundary voxels");
+    close_to(res.v[VP_SM_MASD], 0, "masd, no boundary voxels");
+    close_to(res.v[VP_SM_HD_SET], flt_max, "hd_set, single voxel");
+    close_to(res.v[VP_SM_HDP_SET], 0, "hd95_set, f n < 1");
+    close_to(res.v[VP_SM_MASD_SET], half, "masd_set, single voxel");
+    r1[13] = VP_MASK_BG;
+    vp_surface_metrics(&in, &o, &res);
+    for (int m = 0; m < VP_SM_N; m++) close_to(res.v[m], NAN, "both empty");
 }
 
 Test(surface, same_bits_for_any_thread_count)
