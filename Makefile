@@ -15,6 +15,11 @@ PKGS    := msgpack libzmq libdeflate
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter \
                -Ilib -I/usr/include/nifti -MMD -MP
 LDLIBS  := -lnifti2 -lznz -lmsgpackc -lzmq -ldeflate -lisal -lz -lm -lpthread
+# DICOM (lib/dicom*): DCMTK is C++ (lib/*.cc, compiled with $(CXX)); --as-needed keeps these out of
+# the programs that do not use them
+CXX     ?= g++
+LDLIBS  += -Wl,--push-state,--as-needed -ldcmdata -ldcmjpeg -ldcmjpls -ldcmimgle -lofstd -loflog -lopenjp2 \
+           -lsodium -lstdc++ -Wl,--pop-state
 
 ifeq ($(SAN),1)
 BUILD   := build-san
@@ -28,7 +33,8 @@ OPT     := -O2
 LDSAN   :=
 endif
 CFLAGS  ?=
-ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(CFLAGS)
+ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(CFLAGS) -I/usr/include/openjpeg-2.5
+ALL_CXXFLAGS := $(filter-out -std=c11 -Wstrict-prototypes,$(ALL_CFLAGS)) -std=c++17
 
 # ---- what the machine has: CUDA parts are added when nvcc/cuDNN/NCCL exist; CPU parts always build
 CUDA_HOME ?= /usr/local/cuda
@@ -37,7 +43,7 @@ HAVE_CUDNN := $(shell test -f $(CUDA_HOME)/include/cudnn.h && echo 1)
 HAVE_NCCL  := $(shell test -f $(CUDA_HOME)/include/nccl.h && echo 1)
 
 LIB_SRC  := $(wildcard lib/*.c)
-LIB_OBJ  := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC))
+LIB_OBJ  := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC)) $(patsubst lib/%.cc,$(BUILD)/lib/%.o,$(wildcard lib/*.cc))
 PROG_SRC := $(wildcard filters/*.c metrics/*.c trainers/*.c)
 PROGS    := $(addprefix $(BIN)/,$(notdir $(PROG_SRC:.c=)))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
@@ -60,6 +66,10 @@ config: deps
 $(BUILD)/lib/%.o: lib/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/lib/%.o: lib/%.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(ALL_CXXFLAGS) -c -o $@ $<
 
 $(BUILD)/libvoxpipe.a: $(LIB_OBJ)
 	@rm -f $@

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# dcm-fetch vs dcm2niix, side by side.   usage: bench/bench_dicom.sh [DATA_DIR]
+#
+# 1. a 512x512x141 uncompressed (explicit little endian) CT series, written once by pydicom from the
+#    shared JPEG 2000 series (tests/scripts/dicom_fixtures.py uncompressed: its 20 decoded slices
+#    tiled along z, 2 mm apart, one series UID):
+#      dcm-fetch --keep-identifiers DIR > /dev/null    vs   dcm2niix -z n (NIfTI to bench/out)
+#    goal: dcm-fetch at least as fast (ratio >= 1).
+# 2. the shared 20-slice JPEG 2000 series, dcm-fetch with --threads 1 and all threads, vs dcm2niix.
+# Medians of BENCH_ROUNDS (default 5) interleaved rounds; the page cache is warm for both.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+data=${1:-../shared/data}
+py=.venv/bin/python
+out=bench/out/dicom
+rounds=${BENCH_ROUNDS:-5}
+ct="$data/totalseg/ct_dicom"
+[ -d "$ct" ] || { echo "bench_dicom: missing $ct" >&2; exit 1; }
+[ -x bin/dcm-fetch ] || { echo "bench_dicom: bin/dcm-fetch missing (run make)" >&2; exit 1; }
+command -v dcm2niix >/dev/null || { echo "bench_dicom: dcm2niix missing (apt-get install dcm2niix)" >&2; exit 1; }
+mkdir -p "$out/bin" "$out/nii"
+cp -f bin/dcm-fetch "$out/bin/dcm-fetch.tmp" && mv -f "$out/bin/dcm-fetch.tmp" "$out/bin/dcm-fetch"
+if [ "$(ls "$out/u141" 2>/dev/null | wc -l)" -ne 141 ]; then
+    echo "bench_dicom: writing the 512x512x141 uncompressed series (once)" >&2
+    rm -rf "$out/u141"
+    "$py" tests/scripts/dicom_fixtures.py uncompressed "$ct" "$out/u141" 141
+fi
+
+t() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+
+echo "dicom bench  $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "machine: $(nproc) CPUs; load average before: $(cut -d' ' -f1-3 /proc/loadavg); dcm2niix $(dcm2niix -v 2>&1 | grep -o 'v[0-9][^ ]*' | head -1)"
+run_pair() { # label DIR
+    local a=() b=() c=()
+    for _ in $(seq "$rounds"); do
+        a+=("$(t "$out/bin/dcm-fetch" -q --keep-identifiers "$2" -o /dev/null)")
+        b+=("$(t dcm2niix -z n -b n -f out -o "$out/nii" "$2")")
+        c+=("$(t "$out/bin/dcm-fetch" -q --threads 1 --keep-identifiers "$2" -o /dev/null)")
+    done
+    local ma mb mc
+    ma=$(printf '%s\n' "${a[@]}" | median); mb=$(printf '%s\n' "${b[@]}" | median); mc=$(printf '%s\n' "${c[@]}" | median)
+    printf '%-34s dcm-fetch %6.3f s (1 thread %6.3f s)   dcm2niix %6.3f s   ratio %5.2fx\n' \
+        "$1" "$ma" "$mc" "$mb" "$(echo "$mb / $ma" | bc -l)"
+}
+run_pair "512x512x141 uncompressed" "$out/u141"
+run_pair "512x512x20 JPEG 2000 lossless" "$ct"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

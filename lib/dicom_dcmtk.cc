@@ -1,0 +1,253 @@
+/* dicom_dcmtk.cc - the C-callable DCMTK layer of dicom.h: parse one file, extract the attributes
+ * voxpipe uses, decode its pixel data (DCMTK's codecs; JPEG 2000 through OpenJPEG, dicom_j2k.c).
+ *
+ * Ownership: everything put into struct vp_dcm_file is malloc'ed and released by
+ * vp_dcm_file_clear(); no DCMTK object outlives vp_dcm_read().
+ */
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dctk.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
+#include <dcmtk/dcmdata/dcrledrg.h>
+#include <dcmtk/dcmjpeg/djdecode.h>
+#include <dcmtk/dcmjpls/djdecode.h>
+#include <dcmtk/oflog/oflog.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+/* the C headers, in C++: volume.h's struct/function name pair and util.h's _Noreturn */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wshadow"
+#define _Noreturn [[noreturn]]
+#include "dicom.h"
+#include "util.h"
+#undef _Noreturn
+#pragma GCC diagnostic pop
+
+static const struct {
+    DcmTagKey key;
+    const char *name;
+} tags[VP_DCM_NTAGS] = {
+    {DCM_StudyInstanceUID, "StudyInstanceUID"}, {DCM_SeriesInstanceUID, "SeriesInstanceUID"},
+    {DCM_SOPInstanceUID, "SOPInstanceUID"}, {DCM_FrameOfReferenceUID, "FrameOfReferenceUID"},
+    {DCM_SOPClassUID, "SOPClassUID"}, {DCM_SeriesDescription, "SeriesDescription"},
+    {DCM_StudyDescription, "StudyDescription"}, {DCM_Modality, "Modality"},
+    {DCM_SeriesNumber, "SeriesNumber"}, {DCM_PatientID, "PatientID"},
+    {DCM_PatientName, "PatientName"}, {DCM_PatientBirthDate, "PatientBirthDate"},
+    {DCM_PatientSex, "PatientSex"}, {DCM_StudyDate, "StudyDate"}, {DCM_SeriesDate, "SeriesDate"},
+    {DCM_AcquisitionDate, "AcquisitionDate"}, {DCM_ContentDate, "ContentDate"},
+    {DCM_StudyTime, "StudyTime"}, {DCM_AccessionNumber, "AccessionNumber"}, {DCM_StudyID, "StudyID"},
+    {DCM_InstitutionName, "InstitutionName"}, {DCM_ReferringPhysicianName, "ReferringPhysicianName"},
+    {DCM_Manufacturer, "Manufacturer"}, {DCM_BodyPartExamined, "BodyPartExamined"},
+    {DCM_ConvolutionKernel, "ConvolutionKernel"}, {DCM_TransferSyntaxUID, "TransferSyntaxUID"},
+    {DCM_PhotometricInterpretation, "PhotometricInterpretation"},
+};
+
+extern "C" const char *vp_dcm_tag_name(enum vp_dcm_tag t)
+{
+    return (unsigned)t < VP_DCM_NTAGS ? tags[t].name : "?";
+}
+
+extern "C" void vp_dcm_init(void)
+{
+    static std::once_flag once;
+    std::call_once(once, [] {
+        OFLog::configure(OFLogger::FATAL_LOG_LEVEL); /* errors are reported by us, with the path */
+        DJDecoderRegistration::registerCodecs();
+        DJLSDecoderRegistration::registerCodecs();
+        DcmRLEDecoderRegistration::registerCodecs();
+    });
+}
+
+extern "C" void vp_dcm_file_clear(struct vp_dcm_file *f)
+{
+    free(f->path);
+    for (int i = 0; i < VP_DCM_NTAGS; i++) free(f->str[i]);
+    free(f->pix);
+    memset(f, 0, sizeof *f);
+}
+
+static int fail(char why[256], int code, const char *fmt, const char *arg)
+{
+    snprintf(why, 256, fmt, arg);
+    return -code;
+}
+
+static char *dupstr(const OFString &s)
+{
+    size_t a = 0, b = s.size();
+    while (a < b && (s[a] == ' ' || s[a] == '\0')) a++;
+    while (b > a && (s[b - 1] == ' ' || s[b - 1] == '\0')) b--;
+    if (a == b) return NULL;
+    char *r = (char *)malloc(b - a + 1);
+    if (!r) return NULL;
+    memcpy(r, s.data() + a, b - a);
+    r[b - a] = 0;
+    return r;
+}
+
+static int get_doubles(DcmItem *ds, const DcmTagKey &k, double *v, int n)
+{
+    for (int i = 0; i < n; i++) {
+        Float64 x;
+        if (ds->findAndGetFloat64(k, x, i).bad()) return 0;
+        v[i] = x;
+    }
+    return 1;
+}
+
+static double get_double(DcmItem *ds, const DcmTagKey &k, double dflt)
+{
+    Float64 x;
+    return ds->findAndGetFloat64(k, x).good() ? x : dflt;
+}
+
+static long get_int(DcmItem *ds, const DcmTagKey &k, long dflt)
+{
+    Uint16 u;
+    if (ds->findAndGetUint16(k, u).good()) return u;
+    Sint32 s;
+    if (ds->findAndGetSint32(k, s).good()) return s;
+    return dflt;
+}
+
+/* JPEG 2000: one codestream per frame (the fragments of one frame concatenated) */
+static int decode_j2k(DcmPixelData *pd, E_TransferSyntax xfer, struct vp_dcm_file *f, size_t frame_bytes,
+                      char why[256])
+{
+    DcmPixelSequence *seq = NULL;
+    if (pd->getEncapsulatedRepresentation(xfer, NULL, seq).bad() || !seq)
+        return fail(why, VP_ERR_DATA, "%s", "JPEG 2000 pixel data is not encapsulated");
+    unsigned long nitems = seq->card();
+    if (nitems < 2) return fail(why, VP_ERR_DATA, "%s", "JPEG 2000 pixel data has no fragments");
+    unsigned long nfrag = nitems - 1;
+    if (f->frames > 1 && nfrag != (unsigned long)f->frames)
+        return fail(why, VP_ERR_DATA, "%s", "multi-frame JPEG 2000 with several fragments per frame is not supported");
+    for (int fr = 0; fr < f->frames; fr++) {
+        unsigned long first = f->frames == 1 ? 1 : (unsigned long)fr + 1, last = f->frames == 1 ? nfrag : first;
+        size_t total = 0;
+        for (unsigned long i = first; i <= last; i++) {
+            DcmPixelItem *it = NULL;
+            if (seq->getItem(it, i).bad()) return fail(why, VP_ERR_DATA, "%s", "cannot read a JPEG 2000 fragment");
+            total += it->getLength();
+        }
+        unsigned char *cs = (unsigned char *)malloc(total ? total : 1), *p = cs;
+        if (!cs) return fail(why, VP_ERR_RUNTIME, "%s", "out of memory");
+        for (unsigned long i = first; i <= last; i++) {
+            DcmPixelItem *it = NULL;
+            Uint8 *d = NULL;
+            seq->getItem(it, i);
+            if (it->getLength() && (it->getUint8Array(d).bad() || !d)) {
+                free(cs);
+                return fail(why, VP_ERR_DATA, "%s", "cannot read a JPEG 2000 fragment");
+            }
+            if (it->getLength()) memcpy(p, d, it->getLength());
+            p += it->getLength();
+        }
+        int r = vp_dcm_decode_j2k(cs, total, f->rows, f->cols, f->bits_alloc,
+                                  (unsigned char *)f->pix + (size_t)fr * frame_bytes, why);
+        free(cs);
+        if (r) return -VP_ERR_DATA;
+    }
+    return 0;
+}
+
+static int read_pixels(DcmFileFormat &ff, DcmDataset *ds, struct vp_dcm_file *f, char why[256])
+{
+    if (f->spp != 1) return fail(why, VP_ERR_DATA, "%s", "only one sample per pixel (grey-scale) is supported");
+    if (f->bits_alloc != 8 && f->bits_alloc != 16)
+        return fail(why, VP_ERR_DATA, "%s", "BitsAllocated must be 8 or 16");
+    if (f->rows <= 0 || f->cols <= 0 || f->frames <= 0 || f->frames > 65536)
+        return fail(why, VP_ERR_DATA, "%s", "bad Rows, Columns or NumberOfFrames");
+    size_t frame_bytes = (size_t)f->rows * f->cols * (f->bits_alloc / 8);
+    size_t total = frame_bytes * (size_t)f->frames;
+    if (total > ((size_t)4 << 30)) return fail(why, VP_ERR_DATA, "%s", "pixel data over 4 GiB");
+    DcmElement *el = NULL;
+    if (ds->findAndGetElement(DCM_PixelData, el).bad() || !el)
+        return fail(why, VP_ERR_DATA, "%s", "no PixelData");
+    DcmPixelData *pd = OFstatic_cast(DcmPixelData *, el);
+    E_TransferSyntax xfer = ds->getOriginalXfer();
+    DcmXfer x(xfer);
+    if (x.isEncapsulated() && !f->is_j2k) {
+        /* the encoded size bounds what a codec may claim to produce: check before decoding */
+        OFCondition c = ds->chooseRepresentation(EXS_LittleEndianExplicit, NULL);
+        if (c.bad() || !ds->canWriteXfer(EXS_LittleEndianExplicit))
+            return fail(why, VP_ERR_DATA, "cannot decode the pixel data (%s)", x.getXferName());
+        if (ds->findAndGetElement(DCM_PixelData, el).bad() || !el)
+            return fail(why, VP_ERR_DATA, "%s", "no PixelData after decoding");
+    }
+    f->pix = malloc(total);
+    if (!f->pix) return fail(why, VP_ERR_RUNTIME, "%s", "out of memory");
+    f->pix_bytes = total;
+    if (f->is_j2k) return decode_j2k(pd, xfer, f, frame_bytes, why);
+    if (el->getLength() < total) return fail(why, VP_ERR_DATA, "%s", "PixelData is shorter than Rows x Columns x NumberOfFrames");
+    /* straight from the file into our buffer, in host byte order: no copy of the element */
+    if (!x.isEncapsulated() && el->getPartialValue(f->pix, 0, (Uint32)total, NULL, gLocalByteOrder).good()) return 0;
+    const void *src = NULL;
+    if (f->bits_alloc == 8) {
+        Uint8 *p = NULL;
+        if (el->getUint8Array(p).bad() || !p) return fail(why, VP_ERR_DATA, "%s", "cannot read PixelData");
+        src = p;
+    } else {
+        Uint16 *p = NULL;
+        if (el->getUint16Array(p).bad() || !p) return fail(why, VP_ERR_DATA, "%s", "cannot read PixelData");
+        src = p;
+    }
+    memcpy(f->pix, src, total);
+    (void)ff;
+    return 0;
+}
+
+extern "C" int vp_dcm_read(const char *path, int headers_only, struct vp_dcm_file *f, char why[256])
+{
+    memset(f, 0, sizeof *f);
+    f->path = strdup(path);
+    if (!f->path) return fail(why, VP_ERR_RUNTIME, "%s", "out of memory");
+    DcmFileFormat ff;
+    /* attributes above 4 KiB (the pixel data) are read from the file only when asked for */
+    OFCondition c = ff.loadFile(path, EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect);
+    if (c.bad()) {
+        int code = c == EC_InvalidFilename || strstr(c.text(), "No such file") ? VP_ERR_RUNTIME : VP_ERR_DATA;
+        return fail(why, code, "not a readable DICOM file (%s)", c.text());
+    }
+    DcmDataset *ds = ff.getDataset();
+    for (int i = 0; i < VP_DCM_NTAGS; i++) {
+        OFString s;
+        DcmItem *src = i == VP_DCM_TRANSFER_SYNTAX ? (DcmItem *)ff.getMetaInfo() : (DcmItem *)ds;
+        if (src->findAndGetOFStringArray(tags[i].key, s).good()) f->str[i] = dupstr(s);
+    }
+    if (!f->str[VP_DCM_TRANSFER_SYNTAX]) f->str[VP_DCM_TRANSFER_SYNTAX] = strdup(DcmXfer(ds->getOriginalXfer()).getXferID());
+    f->has_iop = get_doubles(ds, DCM_ImageOrientationPatient, f->iop, 6);
+    f->has_ipp = get_doubles(ds, DCM_ImagePositionPatient, f->ipp, 3);
+    f->has_ps = get_doubles(ds, DCM_PixelSpacing, f->ps, 2);
+    f->thickness = get_double(ds, DCM_SliceThickness, 0);
+    f->between = get_double(ds, DCM_SpacingBetweenSlices, 0);
+    f->slope = get_double(ds, DCM_RescaleSlope, 1);
+    f->inter = get_double(ds, DCM_RescaleIntercept, 0);
+    f->tilt = get_double(ds, DCM_GantryDetectorTilt, 0);
+    if (f->slope == 0) f->slope = 1;
+    f->rows = (int)get_int(ds, DCM_Rows, 0);
+    f->cols = (int)get_int(ds, DCM_Columns, 0);
+    f->spp = (int)get_int(ds, DCM_SamplesPerPixel, 1);
+    f->bits_alloc = (int)get_int(ds, DCM_BitsAllocated, 0);
+    f->bits_stored = (int)get_int(ds, DCM_BitsStored, f->bits_alloc);
+    f->pixrep = (int)get_int(ds, DCM_PixelRepresentation, 0);
+    Sint32 nf = 1;
+    OFString nfs;
+    if (ds->findAndGetOFString(DCM_NumberOfFrames, nfs).good()) nf = atoi(nfs.c_str());
+    f->frames = nf > 0 ? nf : 1;
+    OFString inst;
+    f->instance = ds->findAndGetOFString(DCM_InstanceNumber, inst).good() ? atoll(inst.c_str()) : 0;
+    E_TransferSyntax xfer = ds->getOriginalXfer();
+    f->is_j2k = xfer == EXS_JPEG2000LosslessOnly || xfer == EXS_JPEG2000;
+    if (!ds->tagExists(DCM_PixelData)) return fail(why, VP_ERR_DATA, "%s", "no PixelData (not an image)");
+    if (headers_only) return 0;
+    try {
+        return read_pixels(ff, ds, f, why);
+    } catch (...) {
+        return fail(why, VP_ERR_RUNTIME, "%s", "DCMTK raised an exception");
+    }
+}
