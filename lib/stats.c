@@ -227,7 +227,7 @@ static void mean_var(const double *x, size_t n, double *mean, double *var)
         c += fabs(s) >= fabs(x[i]) ? (s - t) + x[i] : (x[i] - t) + s;
         s = t;
     }
-    double m = (s + c) / (double)n;
+    double m = (isfinite(s) ? s + c : s) / (double)n; /* an infinite value: c is NaN, the mean +-inf as numpy's */
     s = 0; c = 0;
     for (size_t i = 0; i < n; i++) {
         double d = (x[i] - m) * (x[i] - m), t = s + d;

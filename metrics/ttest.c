@@ -181,7 +181,7 @@ static int analyse(struct grp *g)
     size_t nx[2], np = 0;
     int nan_in = 0;
     for (int k = 0; k < 2; k++) {
-        qsort(g->o[k], g->n[k], sizeof *g->o[k], cmp_obs);
+        if (g->n[k]) qsort(g->o[k], g->n[k], sizeof *g->o[k], cmp_obs); /* o[k] is NULL when empty */
         for (size_t i = 1; i < g->n[k]; i++)
             if (!strcmp(g->o[k][i].cas, g->o[k][i - 1].cas)) {
                 vp_error("%s:%zu: case '%s', class '%s', metric '%s' already given for model '%s' (%s:%zu)",
