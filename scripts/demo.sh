@@ -60,4 +60,14 @@ echo
 table "$out/distance.tsv" hd,hd95,assd
 
 echo
+echo "== 6. the report: pipelines/evaluate.mk scores each case, then writes the study's tables and figures"
+mkdir -p "$out/eval-in/ref" "$out/eval-in/fast"
+cp "$ts/example_seg.nii.gz" "$out/eval-in/ref/s0001.nii.gz"
+cp "$ts/example_seg_fast.nii.gz" "$out/eval-in/fast/s0001.nii.gz"
+make -s -f "$root/pipelines/evaluate.mk" BIN="$root/bin" REF="$out/eval-in/ref" PRED_DIRS="fast=$out/eval-in/fast" \
+    LABELS=spine25 HD_OPTS="--tolerance 3" OUT="$out/eval" -j2
+sed -n '1,25p' "$out/eval/report.md"
+echo "(full report: $out/eval/report.html, figures in $out/eval/report_figures/)"
+
+echo
 echo "demo: outputs in $out"
