@@ -18,7 +18,7 @@ LDLIBS  := -lnifti2 -lznz -lmsgpackc -lzmq -ldeflate -lisal -lz -lm -lpthread
 # DICOM (lib/dicom*): DCMTK is C++ (lib/*.cc, compiled with $(CXX)); --as-needed keeps these out of
 # the programs that do not use them
 CXX     ?= g++
-LDLIBS  += -Wl,--push-state,--as-needed -ldcmdata -ldcmjpeg -ldcmjpls -ldcmimgle -lofstd -loflog -lopenjp2 \
+LDLIBS  += -Wl,--push-state,--as-needed -ldcmseg -ldcmfg -ldcmiod -ldcmnet -ldcmdata -ldcmjpeg -ldcmjpls -ldcmimgle -lofstd -loflog -lopenjp2 \
            -lsodium -lstdc++ -Wl,--pop-state
 
 ifeq ($(SAN),1)

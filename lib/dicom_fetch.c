@@ -145,12 +145,13 @@ static void pack_meta(msgpack_packer *pk, const struct vp_dcm_series *s, const s
     const struct vp_dcm_file *f = s->files[0];
     const struct vp_deid_key *key = o->key;
     int desc = !key || o->keep_descriptions;
-    msgpack_pack_map(pk, (size_t)(key ? 13 + desc : 14));
+    msgpack_pack_map(pk, (size_t)(key ? 14 + desc : 15));
     vp_pack_cstr(pk, "pseudonymised");
     if (key) msgpack_pack_true(pk); else msgpack_pack_false(pk);
     kv_str(pk, "grouping", s->fallback_key ? "FrameOfReferenceUID+ImageOrientationPatient+Rows/Columns (no SeriesInstanceUID)"
                                            : "SeriesInstanceUID");
     kv_str(pk, "Modality", S(f, VP_DCM_MODALITY));
+    kv_str(pk, "SOPClassUID", S(f, VP_DCM_SOP_CLASS)); /* a standard UID: identifies no one */
     kv_str(pk, "TransferSyntaxUID", S(f, VP_DCM_TRANSFER_SYNTAX));
     vp_pack_cstr(pk, "slices");
     msgpack_pack_int(pk, s->nslices);

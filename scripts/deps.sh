@@ -4,7 +4,7 @@
 set -e
 what=${1:-build}
 pkgs="build-essential pkg-config libmsgpack-dev libzmq3-dev libnifti2-dev libniftiio-dev libznz-dev zlib1g-dev libdeflate-dev libisal-dev libdcmtk-dev libopenjp2-7-dev libsodium-dev g++"
-[ "$what" = build ] || pkgs="$pkgs libcriterion-dev bats python3 python3-venv python3-pip time dcm2niix dcmtk"
+[ "$what" = build ] || pkgs="$pkgs libcriterion-dev bats python3 python3-venv python3-pip time dcm2niix dcmtk dicom3tools orthanc"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -17,7 +17,7 @@ if [ -n "$missing" ]; then
 fi
 if [ "$what" = peers ] || [ "$what" = test ]; then
     # Python peers (nibabel, numpy) for golden files and cross-checks, isolated in .venv
-    if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import nibabel, numpy, msgpack, scipy, pydicom' 2>/dev/null; then
+    if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import nibabel, numpy, msgpack, scipy, pydicom, highdicom' 2>/dev/null; then
         echo "deps: creating .venv with nibabel and numpy" >&2
         python3 -m venv .venv
         .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-peers.txt >&2
