@@ -42,14 +42,24 @@ NVCC    := $(shell command -v nvcc 2>/dev/null || ls $(CUDA_HOME)/bin/nvcc 2>/de
 HAVE_CUDNN := $(shell test -f $(CUDA_HOME)/include/cudnn.h && echo 1)
 HAVE_NCCL  := $(shell test -f $(CUDA_HOME)/include/nccl.h && echo 1)
 
-LIB_SRC  := $(wildcard lib/*.c)
-LIB_OBJ  := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC)) $(patsubst lib/%.cc,$(BUILD)/lib/%.o,$(wildcard lib/*.cc))
+# CUDA backend (lib/cuda/*.cu) when nvcc and cuDNN exist (make NVCC= forces the CPU-only build);
+# otherwise lib/nn_cuda_stub.c answers "built without CUDA"
+ifneq ($(and $(NVCC),$(HAVE_CUDNN)),)
+CUDA_OBJ := $(patsubst lib/cuda/%.cu,$(BUILD)/lib/cuda/%.o,$(wildcard lib/cuda/*.cu))
+NVFLAGS  := -O3 -std=c++17 -g -Ilib -I$(CUDA_HOME)/include -MMD -MP -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
+            -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
+ALL_CFLAGS += -DVP_HAVE_CUDA
+LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -Wl,--push-state,--as-needed -lcudnn -lcudart -lstdc++ -Wl,--pop-state
+STUB     := lib/nn_cuda_stub.c
+endif
+LIB_SRC  := $(filter-out $(STUB),$(wildcard lib/*.c))
+LIB_OBJ  := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC)) $(patsubst lib/%.cc,$(BUILD)/lib/%.o,$(wildcard lib/*.cc)) $(CUDA_OBJ)
 PROG_SRC := $(wildcard filters/*.c metrics/*.c trainers/*.c)
 PROGS    := $(addprefix $(BIN)/,$(notdir $(PROG_SRC:.c=)))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps config test test-unit test-shell test-san demo bench clean help golden
+.PHONY: all deps config gpu-check-build test test-unit test-shell test-san demo bench clean help golden
 all: config $(PROGS)
 
 help:
@@ -61,7 +71,7 @@ deps:
 config: deps
 	@echo "voxpipe: cpu backend: yes"
 	@echo "voxpipe: nvcc: $(if $(NVCC),$(NVCC),not found (CUDA parts skipped))"
-	@echo "voxpipe: cuDNN: $(if $(HAVE_CUDNN),found,not found)  NCCL: $(if $(HAVE_NCCL),found,not found)"
+	@echo "voxpipe: cuDNN: $(if $(HAVE_CUDNN),found,not found)  NCCL: $(if $(HAVE_NCCL),found,not found)  cuda backend: $(if $(CUDA_OBJ),yes,no)"
 
 $(BUILD)/lib/%.o: lib/%.c
 	@mkdir -p $(dir $@)
@@ -70,6 +80,10 @@ $(BUILD)/lib/%.o: lib/%.c
 $(BUILD)/lib/%.o: lib/%.cc
 	@mkdir -p $(dir $@)
 	$(CXX) $(ALL_CXXFLAGS) -c -o $@ $<
+
+$(BUILD)/lib/cuda/%.o: lib/cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c -o $@ $<
 
 $(BUILD)/libvoxpipe.a: $(LIB_OBJ)
 	@rm -f $@
@@ -92,6 +106,12 @@ $(BIN)/%: $(BUILD)/prog/%.o $(BUILD)/libvoxpipe.a
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvoxpipe.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDSAN) -o $@ $^ $(LDLIBS) -lcriterion
+
+# ---- GPU checks: tests/gpu/check.sh runs them by hand on a machine with a GPU (never in `make test`)
+gpu-check-build: $(BUILD)/gpu/test_cuda_ops
+$(BUILD)/gpu/test_cuda_ops: tests/gpu/test_cuda_ops.c $(BUILD)/libvoxpipe.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDSAN) -o $@ $^ $(LDLIBS)
 
 # ---- tests
 test-deps:

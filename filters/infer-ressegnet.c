@@ -24,11 +24,11 @@ static double cval = 0;
 static const char *vol_name = "image";
 static const char *label_name = "label";
 static int want_prob = 0;
-static int backend = 1; /* ref, cpu */
+static int backend = 1; /* ref, cpu, cuda */
 
 static const char *const blends[] = {"gaussian", "constant", NULL};
 static const char *const pads[] = {"constant", "replicate", NULL};
-static const char *const backends[] = {"ref", "cpu", NULL};
+static const char *const backends[] = {"ref", "cpu", "cuda", NULL};
 
 static const struct vp_opt opts[] = {
     {'i', "in", "ENDPOINT", VP_OPT_STR, &in_spec, "where to read the stream: -, FILE, @tcp://ADDR:PORT, >tcp://HOST:PORT", 0, 0, NULL},
@@ -43,7 +43,7 @@ static const struct vp_opt opts[] = {
     {0, "vol", "NAME", VP_OPT_STR, &vol_name, "the image volume (default: image)", 0, 0, NULL},
     {0, "label", "NAME", VP_OPT_STR, &label_name, "name of the label volume written (default: label)", 0, 0, NULL},
     {0, "prob", NULL, VP_OPT_FLAG, &want_prob, "also write 'prob': softmax probabilities, f16, one channel per class", 0, 0, NULL},
-    {0, "backend", "NAME", VP_OPT_CHOICE, &backend, "nn backend: cpu (default) or ref (slow reference)", 0, 0, backends},
+    {0, "backend", "NAME", VP_OPT_CHOICE, &backend, "nn backend: cpu (default), ref (slow reference) or cuda (GPU 0; exit 4 when none)", 0, 0, backends},
     {0, NULL, NULL, 0, NULL, NULL, 0, 0, NULL},
 };
 
@@ -179,6 +179,7 @@ int main(int argc, char **argv)
     c.sw.pad_mode = padding == 0 ? VP_SW_PAD_CONSTANT : VP_SW_PAD_REPLICATE;
     c.sw.cval = (float)cval;
     c.be = vp_nn_backend_get(backends[backend]);
+    if (!c.be) vp_die(VP_ERR_DEVICE, "backend %s is not available (see the message above)", backends[backend]);
     int rc = vp_filter_run(cmd.name, in_spec, out_spec, step, &c);
     vp_segresnet_free(&c.m);
     return rc;

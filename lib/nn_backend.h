@@ -83,7 +83,8 @@ const vp_nn_backend *vp_nn_backend_ref(void);
 /* The CPU backend: blocked, vectorised, multi-threaded (lib/parallel.h) where it matters, the
  * reference elsewhere; deterministic for any thread count. */
 const vp_nn_backend *vp_nn_backend_cpu(void);
-/* A backend by name ("ref", "cpu"); NULL when unknown or not built. */
+/* A backend by name ("ref", "cpu", "cuda", "cuda:N"); NULL when unknown, and for cuda NULL after
+ * vp_error() when built without CUDA or no such device (callers exit VP_ERR_DEVICE). */
 const vp_nn_backend *vp_nn_backend_get(const char *name);
 
 /* Output shapes (5 entries) of the shape-changing ops; -1 after vp_error() when inputs disagree. */
