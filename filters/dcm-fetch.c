@@ -1,16 +1,22 @@
 /* dcm-fetch - DICOM files (a directory or a list) -> one case per series, pseudonymised. */
 #include "cli.h"
 #include "dicom_fetch.h"
+#include "dicom_net.h"
 #include "endpoint.h"
 #include "frame.h"
 #include "util.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static const char *out_spec = "-", *id_opt, *site_key, *image_name = "image";
 static struct vp_strlist lists;
 static int keep_ids, keep_desc, allow_nonuniform, on_error;
 static double tolerance = 0.01;
+static const char *pacs, *aet = "VOXPIPE", *aec = "ANY-SCP";
+static long timeout = 30;
+static int query_only;
+static struct vp_dcm_query q;
 static const char *const on_error_choices[] = {"fail", "skip", NULL};
 
 static const struct vp_opt opts[] = {
@@ -22,6 +28,16 @@ static const struct vp_opt opts[] = {
     {0, "allow-nonuniform", NULL, VP_OPT_FLAG, &allow_nonuniform, "accept missing slices or uneven spacing (warns; mean spacing)", 0, 0, NULL},
     {0, "tolerance", "FRAC", VP_OPT_DOUBLE, &tolerance, "relative spacing deviation still uniform (default 0.01)", 1e-6, 0.5, NULL},
     {0, "on-error", "MODE", VP_OPT_CHOICE, &on_error, "a malformed or truncated file: fail (default) or skip", 0, 0, on_error_choices},
+    {0, "pacs", "HOST:PORT", VP_OPT_STR, &pacs, "fetch from this PACS (C-FIND, then C-GET) instead of files", 0, 0, NULL},
+    {0, "aet", "AE", VP_OPT_STR, &aet, "our AE title (default VOXPIPE)", 0, 0, NULL},
+    {0, "aec", "AE", VP_OPT_STR, &aec, "the PACS's AE title (default ANY-SCP)", 0, 0, NULL},
+    {0, "timeout", "SEC", VP_OPT_INT, &timeout, "network timeout: connect, association, each message (default 30)", 1, 3600, NULL},
+    {0, "patient-id", "ID", VP_OPT_STR, &q.patient_id, "query key: PatientID", 0, 0, NULL},
+    {0, "study-uid", "UID", VP_OPT_STR, &q.study_uid, "query key: StudyInstanceUID", 0, 0, NULL},
+    {0, "series-uid", "UID", VP_OPT_STR, &q.series_uid, "query key: SeriesInstanceUID", 0, 0, NULL},
+    {0, "accession", "NUMBER", VP_OPT_STR, &q.accession, "query key: AccessionNumber", 0, 0, NULL},
+    {0, "modality", "MOD", VP_OPT_STR, &q.modality, "query key: Modality (of the series)", 0, 0, NULL},
+    {0, "query", NULL, VP_OPT_FLAG, &query_only, "list the matching series (TSV on stdout) instead of fetching", 0, 0, NULL},
     {0, "id", "ID", VP_OPT_STR, &id_opt, "case id (one series) or prefix (ID-1, ID-2 ...)", 0, 0, NULL},
     {0, "image-name", "NAME", VP_OPT_STR, &image_name, "name of the image volume (default image)", 0, 0, NULL},
     {0, NULL, NULL, 0, NULL, NULL, 0, 0, NULL},
@@ -29,7 +45,7 @@ static const struct vp_opt opts[] = {
 
 static const struct vp_cmd cmd = {
     "dcm-fetch", "read DICOM series from files or directories into a voxpipe stream",
-    "[options] FILE|DIR...",
+    "[options] FILE|DIR...   or   --pacs HOST:PORT --aec AE QUERY-KEYS...",
     "Files are parsed with DCMTK (uncompressed little/big endian, deflate, RLE, JPEG baseline and\n"
     "lossless, JPEG-LS) and OpenJPEG (JPEG 2000). They are grouped into series by SeriesInstanceUID\n"
     "(and orientation and size); when the UID is empty, by FrameOfReferenceUID + orientation + size\n"
@@ -50,18 +66,54 @@ static const struct vp_cmd cmd = {
     "dropped, and input paths leave the provenance. The original UIDs and PatientID travel in\n"
     "meta.dicom.sealed, encrypted with the site key (XSalsa20-Poly1305): only the hospital side,\n"
     "holding the key, can open it (dcm-store). Make a key once per site:\n"
-    "  head -c 32 /dev/urandom > site.key && chmod 600 site.key",
+    "  head -c 32 /dev/urandom > site.key && chmod 600 site.key\n"
+    "\n"
+    "PACS (--pacs): C-FIND (Study Root) at study level with --patient-id/--study-uid/--accession,\n"
+    "then at series level with --series-uid/--modality (at least one key; DICOM wildcards pass\n"
+    "through), then C-GET of each matching series on one association into a private temporary\n"
+    "directory ($TMPDIR or /tmp, removed at the end, also on error or signal; file names never come\n"
+    "from the peer), then assembly and pseudonymisation exactly as for files. --timeout bounds the\n"
+    "connection, the association and each DIMSE message; a refused association or a timeout fails\n"
+    "(exit 1) naming the peer. No TLS: use it on the hospital network or through a tunnel.\n"
+    "--query prints the matching series as TSV (study_uid series_uid modality description\n"
+    "instances) instead of fetching. Pseudonymised (the default), the UIDs printed are the keyed\n"
+    "UIDs the stream would carry and the description is empty (unless --keep-descriptions); to\n"
+    "see or select by the real UIDs, query with --keep-identifiers inside the hospital.",
     opts, 0, -1,
 };
 
 int main(int argc, char **argv)
 {
     int first = vp_cli_parse(&cmd, argc, argv);
-    if (first >= argc && !lists.n) vp_usage_error("give DICOM files or directories, or --list FILE");
+    if (!pacs && (query_only || q.patient_id || q.study_uid || q.series_uid || q.accession || q.modality))
+        vp_usage_error("--query and the query keys need --pacs HOST:PORT");
+    if (pacs && (first < argc || lists.n)) vp_usage_error("give either --pacs or files, not both");
+    if (pacs && !q.patient_id && !q.study_uid && !q.series_uid && !q.accession && !q.modality)
+        vp_usage_error("--pacs needs at least one query key (--patient-id, --study-uid, --series-uid, --accession, --modality)");
+    char host[256];
+    long port = 0;
+    if (pacs) {
+        const char *colon = strrchr(pacs, ':');
+        char *end = NULL;
+        if (colon) port = strtol(colon + 1, &end, 10);
+        if (!colon || colon == pacs || (size_t)(colon - pacs) >= sizeof host || !end || *end || port < 1 || port > 65535)
+            vp_usage_error("--pacs: expected HOST:PORT, got '%s'", pacs);
+        memcpy(host, pacs, (size_t)(colon - pacs));
+        host[colon - pacs] = 0;
+    }
+    if (!pacs && first >= argc && !lists.n) vp_usage_error("give DICOM files or directories, or --list FILE");
     if (!keep_ids && !site_key) vp_usage_error("pseudonymisation needs --site-key FILE (or --keep-identifiers inside the hospital)");
     if (keep_ids && site_key) vp_usage_error("--site-key and --keep-identifiers exclude each other");
     struct vp_deid_key key;
     if (site_key && vp_deid_key_load(site_key, &key)) return VP_ERR_USAGE;
+    if (pacs) {
+        struct vp_dcm_peer peer = {host, (int)port, aet, aec, (int)timeout};
+        struct vp_dcm_fetch_opts o = {id_opt, image_name, site_key ? &key : NULL, keep_desc, allow_nonuniform,
+                                      on_error == 1, tolerance};
+        int rc = vp_dcm_pacs_run(&peer, &q, query_only, &o, out_spec);
+        if (site_key) vp_deid_key_clear(&key);
+        return rc;
+    }
     char **paths = NULL;
     int n = vp_dcm_collect(argv + first, argc - first, lists.v, lists.n, &paths);
     if (n < 0) return VP_ERR_RUNTIME;

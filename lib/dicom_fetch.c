@@ -201,12 +201,28 @@ static void add_provenance(vp_case *c, const struct vp_dcm_fetch_opts *o)
     kv_str(&pk, "version", VP_VERSION);
     vp_pack_cstr(&pk, "args");
     msgpack_pack_array(&pk, (size_t)(argc > 0 ? argc : 0));
+    /* --pacs query keys and peer: their values may identify (a patient, a study, a site) */
+    static const char *const hidden[] = {"--patient-id", "--study-uid", "--series-uid", "--accession", "--pacs", "--aet",
+                                         "--aec", NULL};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        int v = 0;
+        int v = 0, h = 0;
         for (int j = 0; valued[j]; j++) v |= !strcmp(a, valued[j]);
-        vp_pack_cstr(&pk, a[0] == '-' ? (strncmp(a, "--list=", 7) ? a : "--list=LIST") : "INPUT");
-        if (v && i + 1 < argc) {
+        for (int j = 0; hidden[j]; j++) {
+            size_t l = strlen(hidden[j]);
+            h |= !strncmp(a, hidden[j], l) && (a[l] == 0 || a[l] == '=');
+        }
+        char buf[64];
+        const char *eq = a[0] == '-' ? strchr(a, '=') : NULL;
+        if (eq && (h || !strncmp(a, "--list=", 7))) { /* --opt=VALUE: the value goes */
+            snprintf(buf, sizeof buf, "%.*s=%s", (int)(eq - a) < 40 ? (int)(eq - a) : 40, a, h ? "INPUT" : "LIST");
+            a = buf;
+        }
+        vp_pack_cstr(&pk, a[0] == '-' ? a : "INPUT");
+        if (h && !eq && i + 1 < argc) {
+            i++;
+            vp_pack_cstr(&pk, "INPUT");
+        } else if (v && i + 1 < argc) {
             i++;
             vp_pack_cstr(&pk, !strcmp(a, "--list") ? "LIST" : argv[i]);
         }
@@ -225,9 +241,15 @@ static char *case_id(const struct vp_dcm_series *s, int idx, int nseries, const 
         else snprintf(buf, sizeof buf, "%s-%d", o->id, idx + 1);
     } else if (o->key) {
         /* keyed, so the same series gets the same id, and nothing of the original shows */
+        /* the smallest SOPInstanceUID: the same id whatever the files are called or their order */
+        const char *sop = NULL;
+        for (int i = 0; i < s->n; i++) {
+            const char *u = S(s->files[i], VP_DCM_SOP_UID);
+            if (u && (!sop || strcmp(u, sop) < 0)) sop = u;
+        }
         char k[512], h[65];
         snprintf(k, sizeof k, "%s|%s|%s|%d", suid ? suid : "", S(f, VP_DCM_FOR_UID) ? S(f, VP_DCM_FOR_UID) : "",
-                 S(f, VP_DCM_SOP_UID) ? S(f, VP_DCM_SOP_UID) : f->path, idx);
+                 sop ? sop : f->path, idx);
         vp_deid_pseudonym(o->key, k, h);
         snprintf(buf, sizeof buf, "s%.16s", h);
     } else if (suid) {

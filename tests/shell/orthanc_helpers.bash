@@ -1,6 +1,7 @@
 # Orthanc on loopback for the DICOM tests: own config, storage and ports under $T.
 #   orthanc_start   sets ORTHANC_DICOM, ORTHANC_HTTP (free ports), ORTHANC_AET=ORTHANC; waits until ready
 #   orthanc_stop    stops it (call from teardown)
+#   ORTHANC_CHECK_AET=true before orthanc_start: associations called with another AE title are refused
 free_port() { "$VOXPIPE_PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 orthanc_start() {
@@ -9,7 +10,7 @@ orthanc_start() {
     cat > "$T/orthanc/config.json" <<JSON
 { "Name": "voxpipe-test", "StorageDirectory": "$T/orthanc/db", "IndexDirectory": "$T/orthanc/db",
   "DicomAet": "$ORTHANC_AET", "DicomPort": $ORTHANC_DICOM, "HttpPort": $ORTHANC_HTTP,
-  "RemoteAccessAllowed": false, "AuthenticationEnabled": false, "DicomCheckCalledAet": false,
+  "RemoteAccessAllowed": false, "AuthenticationEnabled": false, "DicomCheckCalledAet": ${ORTHANC_CHECK_AET:-false},
   "DicomAlwaysAllowStore": true, "DicomAlwaysAllowFind": true, "DicomAlwaysAllowGet": true,
   "DicomAlwaysAllowEcho": true, "DicomModalities": {}, "Plugins": [], "HttpServerEnabled": true,
   "DicomServerEnabled": true, "StableAge": 1 }

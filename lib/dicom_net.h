@@ -1,0 +1,59 @@
+/* dicom_net.h - dcm-fetch's PACS source over DIMSE (DCMTK dcmnet): C-FIND at study then series
+ * level, C-GET of the matching series into a private temporary directory, then the same series
+ * assembly and pseudonymisation as files (dicom_fetch.h).
+ *
+ * lib/dicom_net.cc is the C-callable layer over DcmSCU (find, get); lib/dicom_pacs.c drives it
+ * (temporary directory, --query listing, handing the files to vp_dcm_fetch_run()).
+ *
+ * Ownership: every string in struct vp_dcm_peer / vp_dcm_query is borrowed from the caller;
+ * vp_dcm_find() returns a malloc'ed array of fixed-size records (free()).
+ */
+#ifndef VP_DICOM_NET_H
+#define VP_DICOM_NET_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vp_dcm_peer {
+    const char *host;
+    int port;
+    const char *aet, *aec; /* our AE title, the PACS's */
+    int timeout;           /* seconds: connect, association, each DIMSE message */
+};
+
+/* Query keys (NULL: not constrained); at least one must be set. Values may use DICOM wildcards. */
+struct vp_dcm_query {
+    const char *patient_id, *study_uid, *series_uid, *accession, *modality;
+};
+
+/* One matching series, as the PACS reported it (UIDs in the clear). */
+struct vp_dcm_hit {
+    char study_uid[65], series_uid[65], modality[17], description[65];
+    int instances; /* NumberOfSeriesRelatedInstances, -1 when the PACS does not say */
+};
+
+/* C-FIND: studies matching the patient / study / accession keys, then their series matching the
+ * series / modality keys, on one association. *hits gets the series (ordered by study then series
+ * UID), the count is returned; -VP_ERR_RUNTIME with the reason (naming the peer) in why[256]. */
+int vp_dcm_find(const struct vp_dcm_peer *p, const struct vp_dcm_query *q, struct vp_dcm_hit **hits, char why[256]);
+
+/* C-GET of each series (at SERIES level) into dir, on one association; the received objects are
+ * written as dir/NNNNNN.dcm (names never come from the peer) in the transfer syntax they arrived
+ * in. *nfiles counts the files written, also on error. 0 ok, or -VP_ERR_RUNTIME with why[256]. */
+int vp_dcm_get(const struct vp_dcm_peer *p, const struct vp_dcm_hit *hits, int n, const char *dir, int *nfiles,
+               char why[256]);
+
+/* dcm-fetch --pacs: find the series, then list them (query: tidy TSV on stdout, pseudonymised
+ * unless o->key is NULL) or fetch them into a private temporary directory (removed at the end,
+ * also on error or signal) and write one case per series to out_spec as from files. Returns an
+ * exit code; no output file is left on failure. */
+struct vp_dcm_fetch_opts;
+int vp_dcm_pacs_run(const struct vp_dcm_peer *p, const struct vp_dcm_query *q, int query_only,
+                    const struct vp_dcm_fetch_opts *o, const char *out_spec);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
