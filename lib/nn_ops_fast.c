@@ -12,6 +12,7 @@
  * the thread count (they may differ from the reference's f64 sums in the last bits).
  */
 #include "nn_backend.h"
+#include "nn_ops_fast_elem.h"
 #include "parallel.h"
 #include "util.h"
 
@@ -19,62 +20,81 @@
 #include <string.h>
 
 #define COB_MAX 8 /* output channels per block: 8 with AVX-512 (32 registers), 4 otherwise */
-#define VL 8  /* floats per vector */
-#define XV 3  /* vectors per row tile in the main loop (24 outputs along x) */
+#define VL 8  /* floats per vector (16 in the AVX-512 variant's main tiles) */
+#define XV 3  /* vectors per row tile in the main loop (24 outputs along x; 48 with AVX-512) */
 
-typedef float v8 __attribute__((vector_size(VL * sizeof(float))));
+typedef float v8 __attribute__((vector_size(8 * sizeof(float))));
+typedef float v16 __attribute__((vector_size(16 * sizeof(float))));
+typedef int v8i __attribute__((vector_size(8 * sizeof(int))));
+typedef int v16i __attribute__((vector_size(16 * sizeof(int))));
 
 struct conv_job {
     const float *xp;   /* padded input (N, Ci, Dp, Hp, Wp) */
     const float *wp;   /* packed weights (nb, Ci, KD, KH, KW, COB) */
     const float *bias; /* (Co) or NULL */
     float *y;          /* (N, Co, Do, Ho, Wo) */
-    int cob; /* output channels per block */
+    int cob;  /* output channels per block */
     int64_t N, Ci, Co, nb, Dp, Hp, Wp, Do, Ho, Wo, KD, KH, KW;
     int sd, sh, sw;
 };
 
-/* *v = p[0], p[sw], ... p[7 sw] (by pointer: a vector return value would change the ABI). */
+/* *v = p[0], p[sw], ... (by pointer: a vector return value would change the ABI). Stride 2 (the
+ * encoders' downsampling convs) reads two contiguous vectors and keeps the even lanes. */
 static inline __attribute__((always_inline)) void load8(v8 *v, const float *p, int sw)
 {
     if (sw == 1) {
         memcpy(v, p, sizeof *v); /* one unaligned vector load */
+    } else if (sw == 2) {
+        v8 lo, hi;
+        memcpy(&lo, p, sizeof lo), memcpy(&hi, p + 8, sizeof hi);
+        *v = __builtin_shuffle(lo, hi, (v8i){0, 2, 4, 6, 8, 10, 12, 14});
     } else {
-        for (int l = 0; l < VL; l++) (*v)[l] = p[l * sw];
+        for (int l = 0; l < 8; l++) (*v)[l] = p[l * sw];
+    }
+}
+static inline __attribute__((always_inline)) void load16(v16 *v, const float *p, int sw)
+{
+    if (sw == 1) {
+        memcpy(v, p, sizeof *v);
+    } else if (sw == 2) {
+        v16 lo, hi;
+        memcpy(&lo, p, sizeof lo), memcpy(&hi, p + 16, sizeof hi);
+        *v = __builtin_shuffle(lo, hi, (v16i){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30});
+    } else {
+        for (int l = 0; l < 16; l++) (*v)[l] = p[l * sw];
     }
 }
 
-/* Outputs y[co0 .. co0+COB)[od][oh][ox .. ox + xv*8) from the padded input rows starting at xrow
- * (the row of input (ci=0, od*sd, oh*sh) at column ox*sw). xv is a compile-time constant after
- * inlining, so acc stays in registers. */
-static inline __attribute__((always_inline)) void conv_tile(const struct conv_job *j, const float *xrow, const float *wb,
-                                                            float *yo, int64_t ystride, int nco, const float *bias, const int cob, const int xv)
-{
-    v8 acc[COB_MAX][XV];
-#pragma GCC unroll 8
-    for (int c = 0; c < cob; c++)
-#pragma GCC unroll 8
-        for (int v = 0; v < xv; v++) acc[c][v] = (v8){0} + (bias && c < nco ? bias[c] : 0.0f);
-    const int64_t cs = j->Dp * j->Hp * j->Wp, ds = j->Hp * j->Wp;
-    const int sw = j->sw;
-    const float *w = wb;
-    for (int64_t ci = 0; ci < j->Ci; ci++)
-        for (int64_t kd = 0; kd < j->KD; kd++)
-            for (int64_t kh = 0; kh < j->KH; kh++) {
-                const float *r = xrow + ci * cs + kd * ds + kh * j->Wp;
-                for (int64_t kw = 0; kw < j->KW; kw++, w += cob) {
-                    v8 in[XV];
-#pragma GCC unroll 8
-                    for (int v = 0; v < xv; v++) load8(&in[v], r + kw + (int64_t)v * VL * sw, sw);
-#pragma GCC unroll 8
-                    for (int c = 0; c < cob; c++)
-#pragma GCC unroll 8
-                        for (int v = 0; v < xv; v++) acc[c][v] += in[v] * w[c];
-                }
-            }
-    for (int c = 0; c < nco; c++)
-        for (int v = 0; v < xv; v++) memcpy(yo + c * ystride + v * VL, &acc[c][v], sizeof(v8));
-}
+/* Outputs y[co0 .. co0+COB)[od][oh][ox .. ox + xv*VLEN) from the padded input rows starting at
+ * xrow (the row of input (ci=0, od*sd, oh*sh) at column ox*sw). xv is a compile-time constant
+ * after inlining, so acc stays in registers. Defined for 8- and 16-float vectors. */
+#define DEFINE_CONV_TILE(NAME, VT, VLEN, LOAD)                                                                   \
+    static inline __attribute__((always_inline)) void NAME(const struct conv_job *j, const float *xrow,         \
+                                                           const float *wb, float *yo, int64_t ystride, int nco, \
+                                                           const float *bias, const int cob, const int xv)       \
+    {                                                                                                            \
+        VT acc[COB_MAX][XV];                                                                                     \
+        _Pragma("GCC unroll 8") for (int c = 0; c < cob; c++)                                                    \
+            _Pragma("GCC unroll 8") for (int v = 0; v < xv; v++) acc[c][v] = (VT){0} + (bias && c < nco ? bias[c] : 0.0f); \
+        const int64_t cs = j->Dp * j->Hp * j->Wp, ds = j->Hp * j->Wp;                                            \
+        const int sw = j->sw;                                                                                    \
+        const float *w = wb;                                                                                     \
+        for (int64_t ci = 0; ci < j->Ci; ci++)                                                                   \
+            for (int64_t kd = 0; kd < j->KD; kd++)                                                               \
+                for (int64_t kh = 0; kh < j->KH; kh++) {                                                         \
+                    const float *r = xrow + ci * cs + kd * ds + kh * j->Wp;                                      \
+                    for (int64_t kw = 0; kw < j->KW; kw++, w += cob) {                                           \
+                        VT in[XV];                                                                               \
+                        _Pragma("GCC unroll 8") for (int v = 0; v < xv; v++) LOAD(&in[v], r + kw + (int64_t)v * VLEN * sw, sw); \
+                        _Pragma("GCC unroll 8") for (int c = 0; c < cob; c++)                                    \
+                            _Pragma("GCC unroll 8") for (int v = 0; v < xv; v++) acc[c][v] += in[v] * w[c];      \
+                    }                                                                                            \
+                }                                                                                                \
+        for (int c = 0; c < nco; c++)                                                                            \
+            for (int v = 0; v < xv; v++) memcpy(yo + c * ystride + v * VLEN, &acc[c][v], sizeof(VT));            \
+    }
+DEFINE_CONV_TILE(conv_tile, v8, 8, load8)
+DEFINE_CONV_TILE(conv_tile16, v16, 16, load16)
 
 /* Scalar outputs for the last (Wo mod 8) columns of a row. */
 static inline __attribute__((always_inline)) void conv_point(const struct conv_job *j, const float *xrow, const float *wb,
@@ -95,7 +115,7 @@ static inline __attribute__((always_inline)) void conv_point(const struct conv_j
 }
 
 /* One work item: (n, block b, output depth od), all rows and columns. */
-static inline __attribute__((always_inline)) void conv_item(const struct conv_job *j, int64_t item, const int cob)
+static inline __attribute__((always_inline)) void conv_item(const struct conv_job *j, int64_t item, const int cob, const int wide)
 {
     const int64_t od = item % j->Do, b = (item / j->Do) % j->nb, n = item / (j->Do * j->nb);
     const int64_t co0 = b * cob;
@@ -109,6 +129,10 @@ static inline __attribute__((always_inline)) void conv_item(const struct conv_jo
         const float *xr = xn + oh * j->sh * j->Wp;
         float *yr = yn + oh * j->Wo;
         int64_t ox = 0;
+        if (wide) {
+            for (; ox + XV * 16 <= j->Wo; ox += XV * 16) conv_tile16(j, xr + ox * j->sw, wb, yr + ox, ystride, nco, bias, cob, XV);
+            for (; ox + 16 <= j->Wo; ox += 16) conv_tile16(j, xr + ox * j->sw, wb, yr + ox, ystride, nco, bias, cob, 1);
+        }
         for (; ox + XV * VL <= j->Wo; ox += XV * VL) conv_tile(j, xr + ox * j->sw, wb, yr + ox, ystride, nco, bias, cob, XV);
         for (; ox + VL <= j->Wo; ox += VL) conv_tile(j, xr + ox * j->sw, wb, yr + ox, ystride, nco, bias, cob, 1);
         for (; ox < j->Wo; ox++) conv_point(j, xr + ox * j->sw, wb, yr + ox, ystride, nco, bias, cob);
@@ -121,18 +145,18 @@ static inline __attribute__((always_inline)) void conv_item(const struct conv_jo
 __attribute__((target("avx512f,avx512vl,fma"), optimize("fp-contract=fast")))
 static void conv_range_avx512(void *ctx, uint64_t begin, uint64_t end, int worker)
 {
-    for (uint64_t i = begin; i < end; i++) conv_item(ctx, (int64_t)i, 8);
+    for (uint64_t i = begin; i < end; i++) conv_item(ctx, (int64_t)i, 8, 1);
 }
 __attribute__((target("avx2,fma"), optimize("fp-contract=fast")))
 static void conv_range_avx2(void *ctx, uint64_t begin, uint64_t end, int worker)
 {
-    for (uint64_t i = begin; i < end; i++) conv_item(ctx, (int64_t)i, 4);
+    for (uint64_t i = begin; i < end; i++) conv_item(ctx, (int64_t)i, 4, 0);
 }
 #endif
 
 static void conv_range_base(void *ctx, uint64_t begin, uint64_t end, int worker)
 {
-    for (uint64_t i = begin; i < end; i++) conv_item(ctx, (int64_t)i, 4);
+    for (uint64_t i = begin; i < end; i++) conv_item(ctx, (int64_t)i, 4, 0);
 }
 
 /* The kernel for this processor and its output-channel block; VOXPIPE_NN_ISA=base|avx2|avx512
@@ -205,8 +229,10 @@ static int fast_conv3d(const vp_tensor *x, const vp_tensor *w, const vp_tensor *
     j.Wp = x->shape[4] + 2 * p->pad[2];
 
     float *xp = NULL;
-    if (p->pad[0] || p->pad[1] || p->pad[2]) {
-        xp = vp_malloc((size_t)(j.N * j.Ci * j.Dp * j.Hp * j.Wp) * sizeof *xp);
+    /* stride-2 loads read one vector past the last column they use: a padded copy with slack */
+    if (p->pad[0] || p->pad[1] || p->pad[2] || j.sw == 2) {
+        xp = vp_malloc((size_t)(j.N * j.Ci * j.Dp * j.Hp * j.Wp + 32) * sizeof *xp);
+        memset(xp + j.N * j.Ci * j.Dp * j.Hp * j.Wp, 0, 32 * sizeof *xp);
         struct pad_job pj = {x->data, xp, x->shape[2], x->shape[3], x->shape[4], j.Dp, j.Hp, j.Wp,
                              p->pad[0], p->pad[1], p->pad[2]};
         vp_parallel_for((uint64_t)(j.N * j.Ci * j.Dp), 0, pad_range, &pj);
@@ -238,20 +264,20 @@ static int cpu_conv3d(const vp_nn_backend *be, const vp_tensor *x, const vp_tens
 static int cpu_convt(const vp_nn_backend *be, const vp_tensor *x, const vp_tensor *w, const vp_tensor *b,
                      const vp_conv3d_params *p, vp_tensor *y) { return vp_nn_ref_conv_transpose3d(x, w, b, p, y); }
 static int cpu_gn(const vp_nn_backend *be, const vp_tensor *x, int groups, float eps, const vp_tensor *g,
-                  const vp_tensor *b, vp_tensor *y) { return vp_nn_ref_group_norm(x, groups, eps, g, b, y); }
+                  const vp_tensor *b, vp_tensor *y) { return vp_nn_fast_group_norm(x, groups, eps, g, b, y); }
 static int cpu_in(const vp_nn_backend *be, const vp_tensor *x, float eps, const vp_tensor *g, const vp_tensor *b,
                   vp_tensor *y)
 {
     if (vp_nn_check_act("instance_norm", "input", x)) return -1;
-    return vp_nn_ref_group_norm(x, (int)x->shape[1], eps, g, b, y);
+    return vp_nn_fast_group_norm(x, (int)x->shape[1], eps, g, b, y);
 }
-static int cpu_relu(const vp_nn_backend *be, const vp_tensor *x, vp_tensor *y) { return vp_nn_ref_relu(x, y); }
-static int cpu_lrelu(const vp_nn_backend *be, const vp_tensor *x, float s, vp_tensor *y) { return vp_nn_ref_leaky_relu(x, s, y); }
-static int cpu_up(const vp_nn_backend *be, const vp_tensor *x, vp_tensor *y) { return vp_nn_ref_upsample_trilinear2x(x, y); }
-static int cpu_add(const vp_nn_backend *be, const vp_tensor *a, const vp_tensor *b, vp_tensor *y) { return vp_nn_ref_add(a, b, y); }
+static int cpu_relu(const vp_nn_backend *be, const vp_tensor *x, vp_tensor *y) { return vp_nn_fast_relu(x, y); }
+static int cpu_lrelu(const vp_nn_backend *be, const vp_tensor *x, float s, vp_tensor *y) { return vp_nn_fast_leaky_relu(x, s, y); }
+static int cpu_up(const vp_nn_backend *be, const vp_tensor *x, vp_tensor *y) { return vp_nn_fast_upsample_trilinear2x(x, y); }
+static int cpu_add(const vp_nn_backend *be, const vp_tensor *a, const vp_tensor *b, vp_tensor *y) { return vp_nn_fast_add(a, b, y); }
 static int cpu_cat(const vp_nn_backend *be, const vp_tensor *const *xs, int n, vp_tensor *y) { return vp_nn_ref_concat(xs, n, y); }
-static int cpu_smax(const vp_nn_backend *be, const vp_tensor *x, vp_tensor *y) { return vp_nn_ref_softmax_c(x, y); }
-static int cpu_amax(const vp_nn_backend *be, const vp_tensor *x, int32_t *o) { return vp_nn_ref_argmax_c(x, o); }
+static int cpu_smax(const vp_nn_backend *be, const vp_tensor *x, vp_tensor *y) { return vp_nn_fast_softmax_c(x, y); }
+static int cpu_amax(const vp_nn_backend *be, const vp_tensor *x, int32_t *o) { return vp_nn_fast_argmax_c(x, o); }
 
 static const vp_nn_backend cpu_backend = {
     .name = "cpu", .supports_op = cpu_supports,

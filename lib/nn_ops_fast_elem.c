@@ -1,0 +1,278 @@
+/* nn_ops_fast_elem.c - the CPU backend's multi-threaded norms, activations, add, upsampling and
+ * channel softmax/argmax (see nn_ops_fast_elem.h for the determinism rules). Each op does the
+ * reference's arithmetic per element; only the split of the work (and, for the norms, the order
+ * of the f64 statistics sums) differs, and that split depends on the shapes alone. */
+#include "nn_ops_fast_elem.h"
+#include "nn_backend.h"
+#include "parallel.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK ((uint64_t)1 << 15) /* elements per work item of the element-wise ops */
+#define NBLK ((int64_t)1 << 15)   /* elements per statistics block of the norms */
+
+/* ---- GroupNorm / InstanceNorm */
+
+struct gn_job {
+    const float *x;
+    float *y;
+    const float *gamma, *beta;
+    int64_t S, cpg, m, nblk; /* voxels per channel, channels per group, elements per group, blocks per group */
+    double *part;            /* per block: sum, then sum of squared deviations */
+    double *mean, *rstd;     /* per (n, group) */
+    int64_t groups;
+    int pass;                /* 0 sums, 1 squared deviations, 2 normalise */
+};
+
+/* Sum of p[0..n) (pass 0) or of (p[i] - mean)^2 (pass 1), eight f64 lanes combined in a fixed tree. */
+static double block_sum(const float *p, int64_t n, double mean, int sq)
+{
+    double a[8] = {0};
+    int64_t i = 0;
+    if (sq) {
+        for (; i + 8 <= n; i += 8)
+            for (int k = 0; k < 8; k++) a[k] += (p[i + k] - mean) * (p[i + k] - mean);
+        for (; i < n; i++) a[i & 7] += (p[i] - mean) * (p[i] - mean);
+    } else {
+        for (; i + 8 <= n; i += 8)
+            for (int k = 0; k < 8; k++) a[k] += p[i + k];
+        for (; i < n; i++) a[i & 7] += p[i];
+    }
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
+static void gn_range(void *ctx, uint64_t begin, uint64_t end, int worker)
+{
+    const struct gn_job *j = ctx;
+    for (uint64_t it = begin; it < end; it++) {
+        const int64_t ng = (int64_t)it / j->nblk, blk = (int64_t)it % j->nblk;
+        const int64_t i0 = blk * NBLK, i1 = i0 + NBLK < j->m ? i0 + NBLK : j->m;
+        const float *xs = j->x + ng * j->m;
+        if (j->pass < 2) {
+            j->part[it] = block_sum(xs + i0, i1 - i0, j->pass ? j->mean[ng] : 0.0, j->pass);
+            continue;
+        }
+        float *ys = j->y + ng * j->m;
+        const double mean = j->mean[ng], rstd = j->rstd[ng];
+        const int64_t c0 = (ng % j->groups) * j->cpg; /* first channel of the group */
+        for (int64_t i = i0; i < i1;) {
+            const int64_t cl = i / j->S, cend = (cl + 1) * j->S < i1 ? (cl + 1) * j->S : i1;
+            const double ga = j->gamma ? j->gamma[c0 + cl] : 1.0, be = j->beta ? j->beta[c0 + cl] : 0.0;
+            for (; i < cend; i++) ys[i] = (float)((xs[i] - mean) * rstd * ga + be);
+        }
+    }
+}
+
+int vp_nn_fast_group_norm(const vp_tensor *x, int groups, float eps, const vp_tensor *gamma, const vp_tensor *beta,
+                          vp_tensor *y)
+{
+    if (vp_nn_check_norm("group_norm", x, groups, gamma, beta, y)) return -1;
+    const int64_t N = x->shape[0], C = x->shape[1], S = x->shape[2] * x->shape[3] * x->shape[4];
+    const int64_t cpg = C / groups, m = cpg * S, ngr = N * groups;
+    if (ngr == 0 || m == 0) return vp_nn_ref_group_norm(x, groups, eps, gamma, beta, y);
+    struct gn_job j = {x->data, y->data, NULL, NULL, S, cpg, m, (m + NBLK - 1) / NBLK, NULL, NULL, NULL, groups, 0};
+    const uint64_t items = (uint64_t)(ngr * j.nblk);
+    j.part = vp_malloc(items * sizeof *j.part);
+    j.mean = vp_malloc((size_t)ngr * sizeof *j.mean);
+    j.rstd = vp_malloc((size_t)ngr * sizeof *j.rstd);
+    vp_parallel_for(items, 1, gn_range, &j);
+    for (int64_t g = 0; g < ngr; g++) {
+        double s = 0;
+        for (int64_t b = 0; b < j.nblk; b++) s += j.part[g * j.nblk + b];
+        j.mean[g] = s / (double)m;
+    }
+    j.pass = 1;
+    vp_parallel_for(items, 1, gn_range, &j);
+    for (int64_t g = 0; g < ngr; g++) {
+        double ss = 0;
+        for (int64_t b = 0; b < j.nblk; b++) ss += j.part[g * j.nblk + b];
+        j.rstd[g] = 1.0 / sqrt(ss / (double)m + (double)eps);
+    }
+    j.pass = 2;
+    j.gamma = gamma ? gamma->data : NULL;
+    j.beta = beta ? beta->data : NULL;
+    vp_parallel_for(items, 1, gn_range, &j);
+    free(j.part), free(j.mean), free(j.rstd);
+    return 0;
+}
+
+/* ---- element-wise: relu, leaky_relu, add */
+
+struct ew_job {
+    const float *a, *b;
+    float *y;
+    float slope;
+    uint64_t n;
+    int op; /* 0 relu, 1 leaky_relu, 2 add */
+};
+
+static void ew_range(void *ctx, uint64_t begin, uint64_t end, int worker)
+{
+    const struct ew_job *j = ctx;
+    const uint64_t i0 = begin * CHUNK, i1 = end * CHUNK < j->n ? end * CHUNK : j->n;
+    const float *a = j->a, *b = j->b;
+    float *y = j->y;
+    const float s = j->slope;
+    if (j->op == 0)
+        for (uint64_t i = i0; i < i1; i++) y[i] = a[i] < 0 ? 0.0f : a[i]; /* NaN passes, as torch.relu */
+    else if (j->op == 1)
+        for (uint64_t i = i0; i < i1; i++) y[i] = a[i] > 0 ? a[i] : a[i] * s;
+    else
+        for (uint64_t i = i0; i < i1; i++) y[i] = a[i] + b[i];
+}
+
+static void ew_run(struct ew_job *j)
+{
+    vp_parallel_for((j->n + CHUNK - 1) / CHUNK, 1, ew_range, j);
+}
+
+int vp_nn_fast_relu(const vp_tensor *x, vp_tensor *y)
+{
+    if (vp_nn_check_act("relu", "input", x) || vp_nn_check_out("relu", y, x->shape)) return -1;
+    ew_run(&(struct ew_job){x->data, NULL, y->data, 0, (uint64_t)vp_tensor_numel(x), 0});
+    return 0;
+}
+
+int vp_nn_fast_leaky_relu(const vp_tensor *x, float slope, vp_tensor *y)
+{
+    if (vp_nn_check_act("leaky_relu", "input", x) || vp_nn_check_out("leaky_relu", y, x->shape)) return -1;
+    ew_run(&(struct ew_job){x->data, NULL, y->data, slope, (uint64_t)vp_tensor_numel(x), 1});
+    return 0;
+}
+
+int vp_nn_fast_add(const vp_tensor *a, const vp_tensor *b, vp_tensor *y)
+{
+    /* the reference does the checks (and the messages); it runs only when they fail */
+    if (vp_nn_check_act("add", "a", a) || vp_nn_check_act("add", "b", b) || !vp_tensor_same_shape(a, b) ||
+        vp_nn_check_out("add", y, a->shape))
+        return vp_nn_ref_add(a, b, y);
+    ew_run(&(struct ew_job){a->data, b->data, y->data, 0, (uint64_t)vp_tensor_numel(a), 2});
+    return 0;
+}
+
+/* ---- trilinear x2 upsampling */
+
+/* As the reference's lin_src (PyTorch's area_pixel_compute_source_index, scale 2). */
+static void lin_src(int64_t o, int64_t in, int64_t *i0, int64_t *i1, float *l0, float *l1)
+{
+    float src = 0.5f * ((float)o + 0.5f) - 0.5f;
+    if (src < 0) src = 0;
+    *i0 = (int64_t)src;
+    if (*i0 > in - 1) *i0 = in - 1;
+    *i1 = *i0 < in - 1 ? *i0 + 1 : *i0;
+    *l1 = src - (float)*i0;
+    *l0 = 1.0f - *l1;
+}
+
+struct up_job {
+    const float *x;
+    float *y;
+    int64_t D, H, W, Do, Ho, Wo;
+    const int64_t *hi, *wi; /* per output row / column: the two source indices */
+    const float *hl, *wl;   /* and their weights */
+};
+
+/* Item = one output plane (n, c, od). */
+static void up_range(void *ctx, uint64_t begin, uint64_t end, int worker)
+{
+    const struct up_job *j = ctx;
+    for (uint64_t it = begin; it < end; it++) {
+        const int64_t od = (int64_t)it % j->Do, nc = (int64_t)it / j->Do;
+        int64_t d0, d1;
+        float a0, a1;
+        lin_src(od, j->D, &d0, &d1, &a0, &a1);
+        const float *p0 = j->x + (nc * j->D + d0) * j->H * j->W, *p1 = j->x + (nc * j->D + d1) * j->H * j->W;
+        float *yr = j->y + (int64_t)it * j->Ho * j->Wo;
+        for (int64_t oh = 0; oh < j->Ho; oh++, yr += j->Wo) {
+            const float b0 = j->hl[2 * oh], b1 = j->hl[2 * oh + 1];
+            const float *r00 = p0 + j->hi[2 * oh] * j->W, *r01 = p0 + j->hi[2 * oh + 1] * j->W;
+            const float *r10 = p1 + j->hi[2 * oh] * j->W, *r11 = p1 + j->hi[2 * oh + 1] * j->W;
+            for (int64_t ow = 0; ow < j->Wo; ow++) {
+                const int64_t w0 = j->wi[2 * ow], w1 = j->wi[2 * ow + 1];
+                const float c0 = j->wl[2 * ow], c1 = j->wl[2 * ow + 1];
+                /* the reference's expression, term for term */
+                double v = a0 * (b0 * ((double)c0 * r00[w0] + (double)c1 * r00[w1]) + b1 * ((double)c0 * r01[w0] + (double)c1 * r01[w1])) +
+                           a1 * (b0 * ((double)c0 * r10[w0] + (double)c1 * r10[w1]) + b1 * ((double)c0 * r11[w0] + (double)c1 * r11[w1]));
+                yr[ow] = (float)v;
+            }
+        }
+    }
+}
+
+int vp_nn_fast_upsample_trilinear2x(const vp_tensor *x, vp_tensor *y)
+{
+    if (vp_nn_check_act("upsample_trilinear2x", "input", x)) return -1;
+    int64_t os[5] = {x->shape[0], x->shape[1], 2 * x->shape[2], 2 * x->shape[3], 2 * x->shape[4]};
+    if (vp_nn_check_out("upsample_trilinear2x", y, os)) return -1;
+    if (vp_tensor_numel(y) == 0) return 0;
+    struct up_job j = {x->data, y->data, x->shape[2], x->shape[3], x->shape[4], os[2], os[3], os[4], NULL, NULL, NULL, NULL};
+    int64_t *hi = vp_malloc((size_t)(2 * (os[3] + os[4])) * sizeof *hi);
+    float *hl = vp_malloc((size_t)(2 * (os[3] + os[4])) * sizeof *hl);
+    for (int64_t o = 0; o < os[3]; o++) lin_src(o, j.H, &hi[2 * o], &hi[2 * o + 1], &hl[2 * o], &hl[2 * o + 1]);
+    int64_t *wi = hi + 2 * os[3];
+    float *wl = hl + 2 * os[3];
+    for (int64_t o = 0; o < os[4]; o++) lin_src(o, j.W, &wi[2 * o], &wi[2 * o + 1], &wl[2 * o], &wl[2 * o + 1]);
+    j.hi = hi, j.hl = hl, j.wi = wi, j.wl = wl;
+    vp_parallel_for((uint64_t)(os[0] * os[1] * os[2]), 1, up_range, &j);
+    free(hi), free(hl);
+    return 0;
+}
+
+/* ---- softmax / argmax over channels */
+
+struct ch_job {
+    const float *x;
+    float *y;
+    int32_t *out;
+    int64_t C, S, nchunk; /* chunks of CHUNK voxels per batch item */
+};
+
+static void smax_range(void *ctx, uint64_t begin, uint64_t end, int worker)
+{
+    const struct ch_job *j = ctx;
+    const int64_t C = j->C, S = j->S;
+    for (uint64_t it = begin; it < end; it++) {
+        const int64_t n = (int64_t)it / j->nchunk, v0 = ((int64_t)it % j->nchunk) * (int64_t)CHUNK;
+        const int64_t v1 = v0 + (int64_t)CHUNK < S ? v0 + (int64_t)CHUNK : S;
+        for (int64_t v = v0; v < v1; v++) {
+            const float *xp = j->x + n * C * S + v;
+            if (j->out) {
+                int32_t best = 0;
+                for (int64_t c = 1; c < C; c++)
+                    if (xp[c * S] > xp[best * S]) best = (int32_t)c; /* strict: the first maximum wins */
+                j->out[n * S + v] = best;
+                continue;
+            }
+            float *yp = j->y + n * C * S + v;
+            float mx = -INFINITY;
+            for (int64_t c = 0; c < C; c++) mx = xp[c * S] > mx ? xp[c * S] : mx;
+            double sum = 0;
+            for (int64_t c = 0; c < C; c++) sum += exp((double)xp[c * S] - mx);
+            for (int64_t c = 0; c < C; c++) yp[c * S] = (float)(exp((double)xp[c * S] - mx) / sum);
+        }
+    }
+}
+
+static void ch_run(const vp_tensor *x, float *y, int32_t *out)
+{
+    struct ch_job j = {x->data, y, out, x->shape[1], x->shape[2] * x->shape[3] * x->shape[4], 0};
+    j.nchunk = (j.S + (int64_t)CHUNK - 1) / (int64_t)CHUNK;
+    vp_parallel_for((uint64_t)(x->shape[0] * j.nchunk), 1, smax_range, &j);
+}
+
+int vp_nn_fast_softmax_c(const vp_tensor *x, vp_tensor *y)
+{
+    if (vp_nn_check_act("softmax_c", "input", x) || vp_nn_check_out("softmax_c", y, x->shape)) return -1;
+    ch_run(x, y->data, NULL);
+    return 0;
+}
+
+int vp_nn_fast_argmax_c(const vp_tensor *x, int32_t *out)
+{
+    if (vp_nn_check_act("argmax_c", "input", x)) return -1;
+    ch_run(x, NULL, out);
+    return 0;
+}
