@@ -59,7 +59,7 @@ PROGS    := $(addprefix $(BIN)/,$(notdir $(PROG_SRC:.c=)))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps config gpu-check-build test test-unit test-shell test-san demo bench clean help golden
+.PHONY: all deps config print-ldlibs gpu-check-build test test-unit test-shell test-san demo bench clean help golden
 all: config $(PROGS)
 
 help:
@@ -106,6 +106,10 @@ $(BIN)/%: $(BUILD)/prog/%.o $(BUILD)/libvoxpipe.a
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvoxpipe.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDSAN) -o $@ $^ $(LDLIBS) -lcriterion
+
+# the link line of the programs, for scripts that build their own drivers against the library
+print-ldlibs:
+	@echo $(LDLIBS)
 
 # ---- GPU checks: tests/gpu/check.sh runs them by hand on a machine with a GPU (never in `make test`)
 gpu-check-build: $(BUILD)/gpu/test_cuda_ops

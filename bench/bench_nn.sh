@@ -15,7 +15,7 @@ threads=${BENCH_THREADS:-$(nproc)}
 [ -f build/libvoxpipe.a ] || { echo "bench_nn: build/libvoxpipe.a missing (run make)" >&2; exit 1; }
 "$py" -c 'import torch' 2>/dev/null || { echo "bench_nn: $py lacks torch" >&2; exit 1; }
 mkdir -p "$out"
-cc -std=c11 -D_GNU_SOURCE -O2 -Ilib -o "$out/bench_nn_conv" bench/bench_nn_conv.c build/libvoxpipe.a -lm -lpthread
+cc -std=c11 -D_GNU_SOURCE -O2 -Ilib -o "$out/bench_nn_conv" bench/bench_nn_conv.c build/libvoxpipe.a $(make -s --no-print-directory print-ldlibs)
 echo "bench_nn  $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -1)); load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "peer: torch $("$py" -c 'import torch; print(torch.__version__)') (CPU); threads $threads; median of $rounds"
 read -r vs vg < <("$out/bench_nn_conv" 32 32 96 3 "$threads" $((rounds + 1)))

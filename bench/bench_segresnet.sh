@@ -17,7 +17,7 @@ filters=("${@:-16}")
 [ -f build/libvoxpipe.a ] || { echo "bench_segresnet: build/libvoxpipe.a missing (run make)" >&2; exit 1; }
 "$py" -c 'import monai' 2>/dev/null || { echo "bench_segresnet: $py lacks torch/monai" >&2; exit 1; }
 mkdir -p "$out"
-cc -std=c11 -D_GNU_SOURCE -O2 -Ilib -o "$out/bench_segresnet" bench/bench_segresnet.c build/libvoxpipe.a -lm -lpthread
+cc -std=c11 -D_GNU_SOURCE -O2 -Ilib -o "$out/bench_segresnet" bench/bench_segresnet.c build/libvoxpipe.a $(make -s --no-print-directory print-ldlibs)
 echo "bench_segresnet  $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -1)); load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "peer: torch $("$py" -c 'import torch; print(torch.__version__)') + monai $("$py" -c 'import monai; print(monai.__version__)') (CPU); threads $threads; median of $rounds"
 printf '%-14s %12s %12s %12s %12s %8s\n' "init_filters" "voxpipe s" "GFLOP/s" "torch s" "GFLOP/s" "speedup"
