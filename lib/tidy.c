@@ -1,5 +1,7 @@
 /* tidy.c - see tidy.h */
 #include "tidy.h"
+#include "endpoint.h"
+#include "frame.h"
 #include "util.h"
 
 #include <errno.h>
@@ -169,4 +171,42 @@ int vp_table_col(const vp_table *t, const char *name)
     for (int i = 0; i < t->ncols; i++)
         if (!strcmp(t->cols[i], name)) return i;
     return -1;
+}
+
+static int flush_rows(vp_out *out, char **buf, size_t *len, FILE **f)
+{
+    fflush(*f);
+    int w = *len ? vp_out_write(out, *buf, *len) : 0;
+    if (!w) w = vp_out_end_frame(out);
+    fclose(*f);
+    free(*buf);
+    *buf = NULL;
+    *f = open_memstream(buf, len);
+    return w;
+}
+
+int vp_tidy_run(const char *in_spec, const char *out_spec, int json, vp_score_fn score)
+{
+    vp_in *in = vp_in_open(in_spec);
+    if (!in) return VP_ERR_RUNTIME;
+    vp_out *out = vp_out_open(out_spec, VP_OUT_ALLOW_TTY);
+    if (!out) { vp_in_close(&in); return VP_ERR_RUNTIME; }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!json) fputs("case\tclass\tname\tmetric\tvalue\n", f);
+    vp_case *c;
+    int r = 0, rc = 0;
+    while (!rc && (r = vp_case_read(in, &c)) > 0) {
+        rc = score(c, f);
+        vp_case_free(&c);
+        if (!rc && flush_rows(out, &buf, &len, &f)) rc = VP_ERR_RUNTIME;
+    }
+    if (!rc && r < 0) rc = -r;
+    if (!rc && flush_rows(out, &buf, &len, &f)) rc = VP_ERR_RUNTIME;
+    fclose(f);
+    free(buf);
+    vp_in_close(&in);
+    if (rc) { vp_out_close(&out, 0); return rc; }
+    return vp_out_close(&out, 1) ? VP_ERR_RUNTIME : 0;
 }

@@ -54,4 +54,12 @@ static inline const char *vp_table_cell(const vp_table *t, size_t row, int col)
 
 void vp_table_free(vp_table *t);
 
+/* The loop of the metric programs: read each case from in_spec, let score() print its tidy rows
+ * to f (a memory stream), and pass them to out_spec (- or a file, written atomically) case by case.
+ * A header line "case class name metric value" comes first unless json. Returns the exit code:
+ * score's own (0 or VP_ERR_...), or that of a read/write failure. */
+struct vp_case;
+typedef int (*vp_score_fn)(const struct vp_case *c, FILE *f);
+int vp_tidy_run(const char *in_spec, const char *out_spec, int json, vp_score_fn score);
+
 #endif

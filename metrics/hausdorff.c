@@ -245,18 +245,6 @@ static int score_case(const vp_case *c, FILE *f)
     return rc;
 }
 
-static int flush_mem(vp_out *out, char **buf, size_t *len, FILE **f)
-{
-    fflush(*f);
-    int w = *len ? vp_out_write(out, *buf, *len) : 0;
-    if (!w) w = vp_out_end_frame(out);
-    fclose(*f);
-    free(*buf);
-    *buf = NULL;
-    *f = open_memstream(buf, len);
-    return w;
-}
-
 int main(int argc, char **argv)
 {
     vp_cli_parse(&cmd, argc, argv);
@@ -271,33 +259,5 @@ int main(int argc, char **argv)
         free(tmp);
     }
 
-    vp_in *in = vp_in_open(in_spec);
-    if (!in) return VP_ERR_RUNTIME;
-    vp_out *out = vp_out_open(out_spec, VP_OUT_ALLOW_TTY);
-    if (!out) {
-        vp_in_close(&in);
-        return VP_ERR_RUNTIME;
-    }
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!json) fputs("case\tclass\tname\tmetric\tvalue\n", f);
-
-    vp_case *c;
-    int r = 0, rc = 0;
-    while (!rc && (r = vp_case_read(in, &c)) > 0) {
-        rc = score_case(c, f);
-        vp_case_free(&c);
-        if (!rc && flush_mem(out, &buf, &len, &f)) rc = VP_ERR_RUNTIME;
-    }
-    if (!rc && r < 0) rc = -r;
-    if (!rc && flush_mem(out, &buf, &len, &f)) rc = VP_ERR_RUNTIME;
-    fclose(f);
-    free(buf);
-    vp_in_close(&in);
-    if (rc) {
-        vp_out_close(&out, 0);
-        return rc;
-    }
-    return vp_out_close(&out, 1) ? VP_ERR_RUNTIME : 0;
+    return vp_tidy_run(in_spec, out_spec, json, score_case);
 }

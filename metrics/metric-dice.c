@@ -188,18 +188,6 @@ static int score_case(const vp_case *c, FILE *f)
     return rc;
 }
 
-static int write_mem(vp_out *out, char **buf, size_t *len, FILE **f)
-{
-    fflush(*f);
-    int w = *len ? vp_out_write(out, *buf, *len) : 0;
-    if (!w) w = vp_out_end_frame(out);
-    fclose(*f);
-    free(*buf);
-    *buf = NULL;
-    *f = open_memstream(buf, len);
-    return w;
-}
-
 int main(int argc, char **argv)
 {
     vp_cli_parse(&cmd, argc, argv);
@@ -220,29 +208,8 @@ int main(int argc, char **argv)
             if (!strcmp(groups[h].name, groups[g].name)) vp_usage_error("option '--group': name '%s' given twice", groups[g].name);
     }
 
-    vp_in *in = vp_in_open(in_spec);
-    if (!in) return VP_ERR_RUNTIME;
-    vp_out *out = vp_out_open(out_spec, VP_OUT_ALLOW_TTY);
-    if (!out) { vp_in_close(&in); return VP_ERR_RUNTIME; }
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    if (!json) fputs("case\tclass\tname\tmetric\tvalue\n", f);
-
-    vp_case *c;
-    int r, rc = 0;
-    while (!rc && (r = vp_case_read(in, &c)) > 0) {
-        rc = score_case(c, f);
-        vp_case_free(&c);
-        if (!rc && write_mem(out, &buf, &len, &f)) rc = VP_ERR_RUNTIME;
-    }
-    if (!rc && r < 0) rc = -r;
-    if (!rc && write_mem(out, &buf, &len, &f)) rc = VP_ERR_RUNTIME;
-    fclose(f);
-    free(buf);
+    int rc = vp_tidy_run(in_spec, out_spec, json, score_case);
     free(groups);
     free(group_args.v);
-    vp_in_close(&in);
-    if (rc) { vp_out_close(&out, 0); return rc; }
-    return vp_out_close(&out, 1) ? VP_ERR_RUNTIME : 0;
+    return rc;
 }
