@@ -60,3 +60,13 @@ print(a.shape == ref.shape, np.allclose(out.affine, nib.load(sys.argv[1]).affine
     [ "$shape" = True ] && [ "$aff" = True ]
     [ "$diff" -eq 0 ]
 }
+
+@test "the fan-out example runs: two CURVE nodes resample three cases, each returned once" {
+    cd "$T"
+    mkdir bin && ln -s "$VOXPIPE_BIN"/* bin/
+    run timeout 120 bash "$VOXPIPE_ROOT/examples/fanout-head-and-nodes.sh" "$VOXPIPE_DATA"
+    [ "$status" -eq 0 ]
+    [ "$(printf '%s\n' "$output" | grep -c '^case ')" -eq 3 ]
+    [[ "$output" == *"3 written, 0 retries, 0 given up"* ]]
+    [ "$(printf '%s\n' "$output" | grep -c '62x51x16  spacing 6x6x6 mm')" -eq 3 ]
+}
