@@ -127,8 +127,18 @@ test: test-deps all $(UNIT_BIN)
 test-san:
 	@$(MAKE) --no-print-directory SAN=1 test
 
+# regenerate every committed golden file with the real peers (needs scripts/requirements-golden.txt
+# in .venv: MONAI, SimpleITK, surface-distance; plastimatch from Debian for the hausdorff goldens)
 golden: test-deps
-	.venv/bin/python tests/scripts/make_golden.py
+	.venv/bin/pip install -q -r scripts/requirements-golden.txt
+	.venv/bin/python tests/scripts/make_golden_nn.py
+	.venv/bin/python tests/scripts/make_golden_segresnet.py
+	.venv/bin/python tests/scripts/make_golden_unet.py
+	.venv/bin/python tests/scripts/make_golden_ccl.py
+	.venv/bin/python tests/scripts/make_golden_metrics.py "$(DATA)"
+	.venv/bin/python tests/scripts/make_golden_resample.py "$(DATA)"
+	.venv/bin/python tests/scripts/make_golden_preproc.py "$(DATA)" tests/golden/preproc
+	.venv/bin/python tests/scripts/make_golden_hausdorff.py "$(DATA)"
 
 demo: all
 	@scripts/demo.sh "$(DATA)"
