@@ -13,38 +13,6 @@ setup_file() {
     "$VOXPIPE_PY" "$SCRIPTS/make_bad_inputs.py" "$BAD"
 }
 
-# refuses PROG CODE CMD... : run CMD (stderr apart) and check the exit code, that nothing went to
-# stdout, and that stderr is one or more "PROG: error: " lines and nothing else
-refuses() {
-    local prog=$1 want=$2
-    shift 2
-    run --separate-stderr "$@"
-    printf 'exit %s\nstderr:\n%s\nstdout:\n%s\n' "$status" "$stderr" "$output" # shown when a test fails
-    [ "$status" -eq "$want" ]
-    [ -z "$output" ]
-    [ -n "$stderr" ]
-    if grep -v "^$prog: error: " <<<"$stderr"; then
-        echo "stderr has lines not of the form '$prog: error: ...'"
-        return 1
-    fi
-}
-
-# says TEXT... : the last stderr names each TEXT
-says() {
-    local s
-    for s in "$@"; do
-        [[ "$stderr" == *"$s"* ]] || { echo "stderr lacks: $s"; return 1; }
-    done
-}
-
-# nothing_left [NAME...] : $T holds exactly the NAMEs (files the test made itself): no output and no
-# temporary file anywhere under it
-nothing_left() {
-    local have want
-    have=$(cd "$T" && find . -mindepth 1 | sed 's|^\./||' | sort)
-    want=$(printf '%s\n' "$@" | sed '/^$/d' | sort)
-    [ "$have" = "$want" ] || { printf 'left behind in %s:\n%s\n' "$T" "$have"; return 1; }
-}
 
 # a virtual memory cap for the command in `bash -c`; ASan reserves terabytes of shadow memory, so
 # the cap is left out under the sanitizers (the build-san tree)

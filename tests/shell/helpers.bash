@@ -22,3 +22,36 @@ assert_exit() {
         return 1
     fi
 }
+
+# ---- bad-input assertions (bad_input.bats, crop.bats, normalize.bats ...)
+# refuses PROG CODE CMD... : run CMD (stderr apart); exit code CODE, nothing on stdout, stderr only
+# "PROG: error: " lines (and the "(see 'PROG --help')" hint of usage errors)
+refuses() {
+    local prog=$1 want=$2
+    shift 2
+    run --separate-stderr "$@"
+    printf 'exit %s\nstderr:\n%s\n' "$status" "$stderr"
+    [ "$status" -eq "$want" ]
+    [ -z "$output" ]
+    [ -n "$stderr" ]
+    if grep -v -e "^$prog: error: " -e "^(see '$prog --help')\$" <<<"$stderr"; then
+        echo "stderr has lines not of the form '$prog: error: ...'"
+        return 1
+    fi
+}
+
+# says TEXT... : the last stderr holds each TEXT
+says() {
+    local s
+    for s in "$@"; do
+        [[ "$stderr" == *"$s"* ]] || { echo "stderr lacks: $s"; return 1; }
+    done
+}
+
+# nothing_left NAME... : $T holds exactly the NAMEs: no output, no temporary file
+nothing_left() {
+    local have want
+    have=$(cd "$T" && find . -mindepth 1 | sed 's|^\./||' | sort)
+    want=$(printf '%s\n' "$@" | sed '/^$/d' | sort)
+    [ "$have" = "$want" ] || { printf 'left behind in %s:\n%s\n' "$T" "$have"; return 1; }
+}
