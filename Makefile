@@ -13,13 +13,13 @@ DATA    ?= $(SHARED)/data
 
 PKGS    := msgpack libzmq libdeflate
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter \
-               -Ilib -I/usr/include/nifti -MMD -MP
+               -Ilib -I/usr/include/nifti -MMD -MP -DVP_WITH_DCMTLS
 LDLIBS  := -lnifti2 -lznz -lmsgpackc -lzmq -ldeflate -lisal -lz -lm -lpthread
 # DICOM (lib/dicom*): DCMTK is C++ (lib/*.cc, compiled with $(CXX)); --as-needed keeps these out of
 # the programs that do not use them
 CXX     ?= g++
-LDLIBS  += -Wl,--push-state,--as-needed -ldcmseg -ldcmfg -ldcmiod -ldcmnet -ldcmdata -ldcmjpeg -ldcmjpls -ldcmimgle -lofstd -loflog -lopenjp2 \
-           -lsodium -lstdc++ -Wl,--pop-state
+LDLIBS  += -Wl,--push-state,--as-needed -ldcmseg -ldcmfg -ldcmiod -ldcmtls -ldcmnet -ldcmdata -ldcmjpeg -ldcmjpls -ldcmimgle -lofstd -loflog -lopenjp2 \
+           -lsodium -lssl -lcrypto -lstdc++ -Wl,--pop-state
 
 ifeq ($(SAN),1)
 BUILD   := build-san
@@ -140,7 +140,7 @@ golden: test-deps
 	.venv/bin/python tests/scripts/make_golden_preproc.py "$(DATA)" tests/golden/preproc
 	.venv/bin/python tests/scripts/make_golden_hausdorff.py "$(DATA)"
 
-demo: all
+demo: all test-deps
 	@scripts/demo.sh "$(DATA)"
 
 bench: all test-deps

@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "dicom_fetch.h"
 #include "dicom_net.h"
+#include "dicom_tls.h"
 #include "endpoint.h"
 #include "frame.h"
 #include "util.h"
@@ -11,12 +12,14 @@
 
 static const char *out_spec = "-", *id_opt, *site_key, *image_name = "image";
 static struct vp_strlist lists;
-static int keep_ids, keep_desc, allow_nonuniform, on_error;
+static int keep_ids, keep_desc, allow_nonuniform, uniform, on_error;
 static double tolerance = 0.01;
 static const char *pacs, *aet = "VOXPIPE", *aec = "ANY-SCP";
 static long timeout = 30;
-static int query_only;
+static int query_only, move;
+static long move_port;
 static struct vp_dcm_query q;
+static struct vp_dcm_tls tls;
 static const char *const on_error_choices[] = {"fail", "skip", NULL};
 
 static const struct vp_opt opts[] = {
@@ -26,17 +29,25 @@ static const struct vp_opt opts[] = {
     {0, "keep-identifiers", NULL, VP_OPT_FLAG, &keep_ids, "do not pseudonymise (inside the hospital only)", 0, 0, NULL},
     {0, "keep-descriptions", NULL, VP_OPT_FLAG, &keep_desc, "keep SeriesDescription when pseudonymising (Annex E retain-descriptions option)", 0, 0, NULL},
     {0, "allow-nonuniform", NULL, VP_OPT_FLAG, &allow_nonuniform, "accept missing slices or uneven spacing (warns; mean spacing)", 0, 0, NULL},
+    {0, "uniform", NULL, VP_OPT_FLAG, &uniform, "resample uneven spacing and gantry tilt onto a uniform grid (see below)", 0, 0, NULL},
     {0, "tolerance", "FRAC", VP_OPT_DOUBLE, &tolerance, "relative spacing deviation still uniform (default 0.01)", 1e-6, 0.5, NULL},
     {0, "on-error", "MODE", VP_OPT_CHOICE, &on_error, "a malformed or truncated file: fail (default) or skip", 0, 0, on_error_choices},
     {0, "pacs", "HOST:PORT", VP_OPT_STR, &pacs, "fetch from this PACS (C-FIND, then C-GET) instead of files", 0, 0, NULL},
     {0, "aet", "AE", VP_OPT_STR, &aet, "our AE title (default VOXPIPE)", 0, 0, NULL},
     {0, "aec", "AE", VP_OPT_STR, &aec, "the PACS's AE title (default ANY-SCP)", 0, 0, NULL},
     {0, "timeout", "SEC", VP_OPT_INT, &timeout, "network timeout: connect, association, each message (default 30)", 1, 3600, NULL},
+    {0, "tls", NULL, VP_OPT_FLAG, &tls.on, "DICOM TLS to the PACS (needs --tls-ca or --tls-no-verify)", 0, 0, NULL},
+    {0, "tls-ca", "FILE", VP_OPT_STR, &tls.ca, "PEM certificate(s) the PACS's certificate must be signed by", 0, 0, NULL},
+    {0, "tls-cert", "FILE", VP_OPT_STR, &tls.cert, "our PEM certificate (with --tls-key), for PACS that require one", 0, 0, NULL},
+    {0, "tls-key", "FILE", VP_OPT_STR, &tls.key, "our PEM private key (unencrypted)", 0, 0, NULL},
+    {0, "tls-no-verify", NULL, VP_OPT_FLAG, &tls.no_verify, "accept any PACS certificate (encryption without authentication)", 0, 0, NULL},
     {0, "patient-id", "ID", VP_OPT_STR, &q.patient_id, "query key: PatientID", 0, 0, NULL},
     {0, "study-uid", "UID", VP_OPT_STR, &q.study_uid, "query key: StudyInstanceUID", 0, 0, NULL},
     {0, "series-uid", "UID", VP_OPT_STR, &q.series_uid, "query key: SeriesInstanceUID", 0, 0, NULL},
     {0, "accession", "NUMBER", VP_OPT_STR, &q.accession, "query key: AccessionNumber", 0, 0, NULL},
     {0, "modality", "MOD", VP_OPT_STR, &q.modality, "query key: Modality (of the series)", 0, 0, NULL},
+    {0, "move", NULL, VP_OPT_FLAG, &move, "retrieve by C-MOVE to our own storage SCP (--port) instead of C-GET", 0, 0, NULL},
+    {0, "port", "PORT", VP_OPT_INT, &move_port, "with --move: the port our storage SCP listens on", 1, 65535, NULL},
     {0, "query", NULL, VP_OPT_FLAG, &query_only, "list the matching series (TSV on stdout) instead of fetching", 0, 0, NULL},
     {0, "id", "ID", VP_OPT_STR, &id_opt, "case id (one series) or prefix (ID-1, ID-2 ...)", 0, 0, NULL},
     {0, "image-name", "NAME", VP_OPT_STR, &image_name, "name of the image volume (default image)", 0, 0, NULL},
@@ -51,21 +62,30 @@ static const struct vp_cmd cmd = {
     "(and orientation and size); when the UID is empty, by FrameOfReferenceUID + orientation + size\n"
     "(with a warning). Slices are ordered by ImagePositionPatient along the slice normal (row x column\n"
     "direction), the spacing comes from the positions; missing slices or uneven spacing fail the series\n"
-    "(exit 3) unless --allow-nonuniform, gantry tilt fails it. Voxels are HU (RescaleSlope/Intercept\n"
+    "(exit 3) unless --allow-nonuniform or --uniform, so does gantry tilt unless --uniform. Enhanced\n"
+    "(multi-frame) images are split into slices by their per-frame functional groups (plane position;\n"
+    "orientation, pixel measures and rescale may not vary). Voxels are HU (RescaleSlope/Intercept\n"
     "applied): i16 when they fit, else u16/i32, f32 for a non-integral rescale, u8 for 8-bit data.\n"
     "The affine maps (column, row, slice) to RAS. One case per series; its id is sanitised.\n"
+    "--uniform resamples onto a uniform, orthogonal grid: the median slice spacing from the first to\n"
+    "the last slice, linear along the normal between the two nearest slices; a sheared stack (gantry\n"
+    "tilt) is shifted back slice by slice (bilinear in-plane) onto the first slice's grid, widened so\n"
+    "no pixel is lost (as dcm2niix's _Tilt output); uncovered voxels get the minimum (air); integer\n"
+    "values are rounded half up. meta.dicom.uniform records it; the slices no longer match the source\n"
+    "images, so dcm-store refuses labels on this grid.\n"
     "\n"
     "meta.dicom: pseudonymised (bool), grouping, Modality, TransferSyntaxUID, slices, slice_spacing,\n"
     "PatientID, StudyDate, StudyInstanceUID, SeriesInstanceUID, FrameOfReferenceUID, SOPInstanceUIDs\n"
-    "(slice order); with --keep-identifiers also SeriesDescription and SeriesNumber, as in the files.\n"
+    "(slice order); with --keep-identifiers also SeriesDescription, SeriesNumber and StudyTime, as in\n"
+    "the files.\n"
     "\n"
     "Pseudonymisation (default; needs --site-key) follows DICOM PS3.15 Annex E's basic profile for\n"
     "everything in the stream: only the attributes above travel; PatientID becomes HMAC-SHA256(site\n"
     "key, PatientID), StudyDate is shifted by a per-patient keyed offset (1..3650 days back), UIDs\n"
     "become keyed 2.25 UIDs, names, other IDs, institution, times, descriptions and private tags are\n"
-    "dropped, and input paths leave the provenance. The original UIDs and PatientID travel in\n"
-    "meta.dicom.sealed, encrypted with the site key (XSalsa20-Poly1305): only the hospital side,\n"
-    "holding the key, can open it (dcm-store). Make a key once per site:\n"
+    "dropped, and input paths leave the provenance. The original UIDs, PatientID, StudyDate and\n"
+    "StudyTime travel in meta.dicom.sealed, encrypted with the site key (XSalsa20-Poly1305): only\n"
+    "the hospital side, holding the key, can open it (dcm-store). Make a key once per site:\n"
     "  head -c 32 /dev/urandom > site.key && chmod 600 site.key\n"
     "\n"
     "PACS (--pacs): C-FIND (Study Root) at study level with --patient-id/--study-uid/--accession,\n"
@@ -74,7 +94,14 @@ static const struct vp_cmd cmd = {
     "directory ($TMPDIR or /tmp, removed at the end, also on error or signal; file names never come\n"
     "from the peer), then assembly and pseudonymisation exactly as for files. --timeout bounds the\n"
     "connection, the association and each DIMSE message; a refused association or a timeout fails\n"
-    "(exit 1) naming the peer. No TLS: use it on the hospital network or through a tunnel.\n"
+    "(exit 1) naming the peer. --tls encrypts the associations (DCMTK dcmtls, BCP 195 cipher suites)\n"
+    "and verifies the PACS's certificate against --tls-ca (the host name is not checked: trust the\n"
+    "CA you give); a certificate it cannot verify fails the association (exit 1).\n"
+    "--move retrieves by C-MOVE instead (as DCMTK movescu): a storage SCP of ours listens on --port\n"
+    "while the PACS sends the series to our AE title (--aet), which the PACS must know with this\n"
+    "host and port (Orthanc: DicomModalities). It accepts only associations called by --aec and\n"
+    "the image storage classes. That return association is plain TCP, so --move is refused with\n"
+    "--tls: use C-GET (the default) over TLS.\n"
     "--query prints the matching series as TSV (study_uid series_uid modality description\n"
     "instances) instead of fetching. Pseudonymised (the default), the UIDs printed are the keyed\n"
     "UIDs the stream would carry and the description is empty (unless --keep-descriptions); to\n"
@@ -88,6 +115,7 @@ int main(int argc, char **argv)
     if (!pacs && (query_only || q.patient_id || q.study_uid || q.series_uid || q.accession || q.modality))
         vp_usage_error("--query and the query keys need --pacs HOST:PORT");
     if (pacs && (first < argc || lists.n)) vp_usage_error("give either --pacs or files, not both");
+    if (uniform && allow_nonuniform) vp_usage_error("--uniform and --allow-nonuniform exclude each other");
     if (pacs && !q.patient_id && !q.study_uid && !q.series_uid && !q.accession && !q.modality)
         vp_usage_error("--pacs needs at least one query key (--patient-id, --study-uid, --series-uid, --accession, --modality)");
     char host[256];
@@ -101,15 +129,20 @@ int main(int argc, char **argv)
         memcpy(host, pacs, (size_t)(colon - pacs));
         host[colon - pacs] = 0;
     }
+    if (!pacs && tls.on) vp_usage_error("--tls needs --pacs");
+    if ((move || move_port) && !pacs) vp_usage_error("--move and --port need --pacs");
+    if (move != (move_port > 0)) vp_usage_error("--move and --port PORT come together");
+    if (move && tls.on) vp_usage_error("--move receives on plain TCP: use C-GET (no --move) with --tls");
+    vp_dcm_tls_check(&tls);
     if (!pacs && first >= argc && !lists.n) vp_usage_error("give DICOM files or directories, or --list FILE");
     if (!keep_ids && !site_key) vp_usage_error("pseudonymisation needs --site-key FILE (or --keep-identifiers inside the hospital)");
     if (keep_ids && site_key) vp_usage_error("--site-key and --keep-identifiers exclude each other");
     struct vp_deid_key key;
     if (site_key && vp_deid_key_load(site_key, &key)) return VP_ERR_USAGE;
     if (pacs) {
-        struct vp_dcm_peer peer = {host, (int)port, aet, aec, (int)timeout};
+        struct vp_dcm_peer peer = {host, (int)port, aet, aec, (int)timeout, &tls, move ? (int)move_port : 0};
         struct vp_dcm_fetch_opts o = {id_opt, image_name, site_key ? &key : NULL, keep_desc, allow_nonuniform,
-                                      on_error == 1, tolerance};
+                                      on_error == 1, tolerance, uniform};
         int rc = vp_dcm_pacs_run(&peer, &q, query_only, &o, out_spec);
         if (site_key) vp_deid_key_clear(&key);
         return rc;
@@ -118,7 +151,7 @@ int main(int argc, char **argv)
     int n = vp_dcm_collect(argv + first, argc - first, lists.v, lists.n, &paths);
     if (n < 0) return VP_ERR_RUNTIME;
     struct vp_dcm_fetch_opts o = {id_opt, image_name, site_key ? &key : NULL, keep_desc, allow_nonuniform,
-                                  on_error == 1, tolerance};
+                                  on_error == 1, tolerance, uniform};
     vp_out *out = vp_out_open(out_spec, 0);
     if (!out) { vp_dcm_paths_free(paths, n); return VP_ERR_RUNTIME; }
     int rc = vp_dcm_fetch_run(paths, n, &o, out);

@@ -1,7 +1,9 @@
 /* dcm-store - label volumes -> DICOM Segmentation objects, written to files or sent by C-STORE. */
 #include "cli.h"
+#include "dicom.h"
 #include "dicom_deid.h"
 #include "dicom_seg.h"
+#include "dicom_tls.h"
 #include "endpoint.h"
 #include "frame.h"
 #include "util.h"
@@ -14,8 +16,9 @@
 #include <unistd.h>
 
 static const char *in_spec = "-", *out_dir, *pacs, *aet = "VOXPIPE", *aec = "ANY-SCP", *site_key, *vol_name = "label";
-static const char *desc = "voxpipe segmentation";
+static const char *desc = "voxpipe segmentation", *date_opt;
 static long timeout = 30;
+static struct vp_dcm_tls tls;
 
 static const struct vp_opt opts[] = {
     {'i', "in", "ENDPOINT", VP_OPT_STR, &in_spec, "stream to read (default -)", 0, 0, NULL},
@@ -24,9 +27,15 @@ static const struct vp_opt opts[] = {
     {0, "aet", "AE", VP_OPT_STR, &aet, "our AE title (default VOXPIPE)", 0, 0, NULL},
     {0, "aec", "AE", VP_OPT_STR, &aec, "the PACS's AE title (default ANY-SCP)", 0, 0, NULL},
     {0, "timeout", "SEC", VP_OPT_INT, &timeout, "network timeout: connect, association, each message (default 30)", 1, 3600, NULL},
+    {0, "tls", NULL, VP_OPT_FLAG, &tls.on, "DICOM TLS to the PACS (needs --tls-ca or --tls-no-verify)", 0, 0, NULL},
+    {0, "tls-ca", "FILE", VP_OPT_STR, &tls.ca, "PEM certificate(s) the PACS's certificate must be signed by", 0, 0, NULL},
+    {0, "tls-cert", "FILE", VP_OPT_STR, &tls.cert, "our PEM certificate (with --tls-key), for PACS that require one", 0, 0, NULL},
+    {0, "tls-key", "FILE", VP_OPT_STR, &tls.key, "our PEM private key (unencrypted)", 0, 0, NULL},
+    {0, "tls-no-verify", NULL, VP_OPT_FLAG, &tls.no_verify, "accept any PACS certificate (encryption without authentication)", 0, 0, NULL},
     {0, "site-key", "FILE", VP_OPT_STR, &site_key, "site secret that opens meta.dicom.sealed (pseudonymised streams)", 0, 0, NULL},
     {0, "vol", "NAME", VP_OPT_STR, &vol_name, "label volume (default label)", 0, 0, NULL},
     {0, "description", "TEXT", VP_OPT_STR, &desc, "SeriesDescription of the SEG", 0, 0, NULL},
+    {0, "date", "YYYYMMDD[HHMMSS]", VP_OPT_STR, &date_opt, "the SEG's ContentDate/Time (default: the source study's date and time)", 0, 0, NULL},
     {0, NULL, NULL, 0, NULL, NULL, 0, 0, NULL},
 };
 
@@ -40,7 +49,13 @@ static const struct vp_cmd cmd = {
     "and derived from the source slice of the same index. The volume must lie on the source grid.\n"
     "The source UIDs come from meta.dicom: in the clear after dcm-fetch --keep-identifiers, or sealed\n"
     "(pseudonymised stream) and opened with --site-key. The SEG's own UIDs are 2.25 UIDs keyed on the\n"
-    "source series and the labels, so the same input gives the same UIDs.",
+    "source series and the labels, so the same input gives the same UIDs. The SEG's ContentDate/\n"
+    "ContentTime and InstanceCreationDate/Time are the source study's StudyDate/StudyTime (original,\n"
+    "not shifted; time 000000 when the source has none) or --date: the same input gives the same\n"
+    "bytes. A source without StudyDate needs --date (exit 3 otherwise). A stream resampled by\n"
+    "dcm-fetch --uniform is refused (its slices are not the source images).\n"
+    "--tls sends over DICOM TLS (DCMTK dcmtls), verifying the PACS's certificate against --tls-ca\n"
+    "(see dcm-fetch --help).",
     opts, 0, 0,
 };
 
@@ -69,14 +84,14 @@ static char *str_dup(const msgpack_object *o)
 }
 
 struct src {
-    char *pid, *study, *series, *forr, *sop_class, *date;
+    char *pid, *study, *series, *forr, *sop_class, *date, *time;
     char **sops;
     int nsop;
 };
 
 static void src_free(struct src *s)
 {
-    free(s->pid); free(s->study); free(s->series); free(s->forr); free(s->sop_class); free(s->date);
+    free(s->pid); free(s->study); free(s->series); free(s->forr); free(s->sop_class); free(s->date); free(s->time);
     for (int i = 0; i < s->nsop; i++) free(s->sops[i]);
     free(s->sops);
 }
@@ -87,6 +102,8 @@ static int take_uids(const msgpack_object *m, struct src *s, const char *id)
     s->series = str_dup(map_get(m, "SeriesInstanceUID"));
     s->forr = str_dup(map_get(m, "FrameOfReferenceUID"));
     s->pid = str_dup(map_get(m, "PatientID"));
+    s->date = str_dup(map_get(m, "StudyDate"));
+    s->time = str_dup(map_get(m, "StudyTime"));
     const msgpack_object *a = map_get(m, "SOPInstanceUIDs");
     if (!s->study || !s->series || !a || a->type != MSGPACK_OBJECT_ARRAY || !a->via.array.size)
         return vp_error("case '%s': meta.dicom: no StudyInstanceUID, SeriesInstanceUID or SOPInstanceUIDs "
@@ -111,6 +128,11 @@ static int source(const vp_case *c, struct src *s)
     }
     const msgpack_object *d = &u.data, *ps = map_get(d, "pseudonymised");
     int pseudo = ps && ps->type == MSGPACK_OBJECT_BOOLEAN && ps->via.boolean;
+    if (map_get(d, "uniform")) {
+        vp_error("case '%s': meta.dicom.uniform: resampled by dcm-fetch --uniform, so its slices are not the source "
+                 "images: labels must lie on the source grid", c->id);
+        goto out;
+    }
     s->sop_class = str_dup(map_get(d, "SOPClassUID"));
     if (!s->sop_class) {
         char *mod = str_dup(map_get(d, "Modality"));
@@ -120,7 +142,6 @@ static int source(const vp_case *c, struct src *s)
         if (!s->sop_class) { vp_error("case '%s': meta.dicom: no SOPClassUID and no CT/MR Modality", c->id); goto out; }
     }
     if (!pseudo) {
-        s->date = str_dup(map_get(d, "StudyDate"));
         rc = take_uids(d, s, c->id);
         goto out;
     }
@@ -241,7 +262,22 @@ static int store(vp_case *c, const char *host, int port)
     uint64_t nb = vp_vol_nvox(v) * vp_dtype_size(v->dtype);
     keyed_uid("voxpipe-seg-series", s.series, v->data, nb, series_uid);
     keyed_uid("voxpipe-seg-instance", s.series, v->data, nb, sop_uid);
-    struct vp_seg_ref ref = {s.pid, s.study, s.series, s.forr, s.sop_class, s.date, (const char *const *)s.sops, s.nsop};
+    /* ContentDate/Time: --date, else the source study's date and time (deterministic bytes) */
+    char c_date[9], c_time[7] = "000000";
+    const char *dsrc = date_opt ? date_opt : s.date;
+    if (!dsrc) {
+        vp_error("case '%s': meta.dicom: no StudyDate for the SEG's ContentDate: give --date YYYYMMDD", c->id);
+        goto out;
+    }
+    snprintf(c_date, sizeof c_date, "%.8s", dsrc);
+    if (date_opt && strlen(date_opt) > 8) snprintf(c_time, sizeof c_time, "%.6s", date_opt + 8);
+    else if (!date_opt && s.time && strlen(s.time) >= 6 && strspn(s.time, "0123456789") >= 6) snprintf(c_time, sizeof c_time, "%.6s", s.time);
+    if (strlen(c_date) != 8 || strspn(c_date, "0123456789") != 8) {
+        vp_error("case '%s': meta.dicom.StudyDate: '%s' is not a DICOM date YYYYMMDD: give --date", c->id, dsrc);
+        goto out;
+    }
+    struct vp_seg_ref ref = {s.pid, s.study, s.series, s.forr, s.sop_class, s.date, s.time, (const char *const *)s.sops, s.nsop,
+                             c_date, c_time};
     safe_name(c->id, name, sizeof name);
     if (out_dir) snprintf(path, sizeof path, "%s/%s", out_dir, name);
     else snprintf(path, sizeof path, "%s/voxpipe-%ld-%s", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long)getpid(), name);
@@ -250,7 +286,7 @@ static int store(vp_case *c, const char *host, int port)
     rc = 0;
     if (host) {
         const char *p1[1] = {path};
-        r = vp_dcm_cstore(host, port, aet, aec, (int)timeout, p1, 1, why);
+        r = vp_dcm_cstore(host, port, aet, aec, (int)timeout, &tls, p1, 1, why);
         if (r) { rc = -r; vp_error("case '%s': %s", c->id, why); }
         else vp_info("case '%s': SEG %s stored at %s (%d segments)", c->id, sop_uid, aec, ns);
         if (!out_dir) unlink(path);
@@ -265,6 +301,8 @@ out:
 int main(int argc, char **argv)
 {
     vp_cli_parse(&cmd, argc, argv);
+    if (date_opt && (strspn(date_opt, "0123456789") != strlen(date_opt) || (strlen(date_opt) != 8 && strlen(date_opt) != 14)))
+        vp_usage_error("--date: expected YYYYMMDD or YYYYMMDDHHMMSS, got '%s'", date_opt);
     if (!out_dir && !pacs) vp_usage_error("give -o DIR and/or --pacs HOST:PORT");
     char host[256] = "";
     long port = 0;
@@ -276,7 +314,10 @@ int main(int argc, char **argv)
             vp_usage_error("--pacs: expected HOST:PORT, got '%s'", pacs);
         memcpy(host, pacs, (size_t)(colon - pacs));
     }
+    if (!pacs && tls.on) vp_usage_error("--tls needs --pacs");
+    vp_dcm_tls_check(&tls);
     if (site_key && vp_deid_key_load(site_key, &key)) return VP_ERR_USAGE;
+    vp_dcm_init(); /* DCMTK quiet: errors are reported by us */
     if (sodium_init() < 0) return vp_error("libsodium failed to initialise"), VP_ERR_RUNTIME;
     vp_in *in = vp_in_open(in_spec);
     if (!in) return VP_ERR_RUNTIME;

@@ -47,6 +47,11 @@ struct vp_dcm_file {
     int bits_alloc, bits_stored, pixrep;
     int is_j2k;                   /* pixels are JPEG 2000 (decoded by vp_dcm_decode_j2k) */
     int64_t instance;             /* InstanceNumber, for messages */
+    /* enhanced (multi-frame) images: the per-frame functional groups' PlanePositionSequence, frames x 3
+     * (NULL otherwise). Orientation, pixel measures and rescale come from the functional groups
+     * (shared or per frame; they must not vary between frames) into iop, ps, thickness, between,
+     * slope and inter above. */
+    double *frame_ipp;
     /* decoded pixels: frames * rows * cols values of bits_alloc (8 or 16) bits, host order,
      * exactly as stored (not yet masked to bits_stored nor sign-extended) */
     void *pix;
@@ -60,6 +65,11 @@ void vp_dcm_file_clear(struct vp_dcm_file *f);
 /* Register DCMTK's decoders once (call before any thread reads). */
 void vp_dcm_init(void);
 
+/* Split every multi-frame file with per-frame positions (frame_ipp) into single-frame files, one per
+ * frame, in frame order (path "PATH[frame N]"); the others are moved over unchanged. *files (n of
+ * them) is replaced by a new array (the old one freed), the new count returned. */
+int vp_dcm_split_frames(struct vp_dcm_file **files, int n);
+
 /* JPEG 2000 (dicom_j2k.c): decode one codestream (J2K or JP2) into out (rows*cols values of
  * bits_alloc bits). 0 ok, -1 with why. */
 int vp_dcm_decode_j2k(const unsigned char *cs, size_t n, int rows, int cols, int bits_alloc,
@@ -71,9 +81,11 @@ struct vp_dcm_series {
     int n;
     int fallback_key;           /* grouped without a SeriesInstanceUID */
     int nslices;                /* slices (files x frames) */
-    double spacing;             /* between slices, from positions */
+    double spacing;             /* between slices, from positions (mean) */
+    double median_spacing;      /* the median step between neighbouring slices */
     double normal[3];
     int nonuniform;             /* spacing varies (missing slices or irregular) */
+    double tilt;                /* degrees the stack advances off the slice normal (gantry tilt), or 0 */
     char why[256];              /* the non-uniformity, for messages */
 };
 
@@ -83,12 +95,19 @@ struct vp_dcm_series {
 int vp_dcm_group(struct vp_dcm_file *files, int n, struct vp_dcm_series **out);
 
 /* Order slices along the normal, compute the spacing from positions and check it. 0 ok, or
- * -VP_ERR_DATA with why (duplicate positions, gantry tilt, mixed sizes). */
+ * -VP_ERR_DATA with why (duplicate positions, mixed sizes). Uneven spacing sets nonuniform (with
+ * why), a sheared stack (gantry tilt) sets tilt with why: the caller refuses or resamples. */
 int vp_dcm_series_order(struct vp_dcm_series *s, double tol_rel, char why[256]);
 
 /* Build the HU volume (i16 when the values fit, else u16, i32, or f32 when the rescale is not
  * integral; u8 for 8-bit data without rescale) and its RAS affine. 0 ok or -VP_ERR_DATA. */
 int vp_dcm_series_build(const struct vp_dcm_series *s, vp_vol **out, char why[256]);
+
+/* dicom_uniform.c: resample the volume built from s (slice k = s->files[k]) onto a uniform,
+ * orthogonal grid: median spacing along the normal (linear between slices), in-plane shifts of a
+ * sheared stack undone (bilinear), the in-plane extent widened to keep every pixel. Same dtype
+ * (rounded half up). 0 ok, or -VP_ERR_DATA with why. */
+int vp_dcm_series_uniform(const struct vp_dcm_series *s, const vp_vol *in, vp_vol **out, char why[256]);
 
 #ifdef __cplusplus
 }

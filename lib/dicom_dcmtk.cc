@@ -13,6 +13,7 @@
 #include <dcmtk/dcmjpls/djdecode.h>
 #include <dcmtk/oflog/oflog.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -67,6 +68,7 @@ extern "C" void vp_dcm_file_clear(struct vp_dcm_file *f)
     free(f->path);
     for (int i = 0; i < VP_DCM_NTAGS; i++) free(f->str[i]);
     free(f->pix);
+    free(f->frame_ipp);
     memset(f, 0, sizeof *f);
 }
 
@@ -151,6 +153,73 @@ static int decode_j2k(DcmPixelData *pd, E_TransferSyntax xfer, struct vp_dcm_fil
                                   (unsigned char *)f->pix + (size_t)fr * frame_bytes, why);
         free(cs);
         if (r) return -VP_ERR_DATA;
+    }
+    return 0;
+}
+
+/* item 0 of sequence seq in the functional groups of frame fr (per-frame first, then shared) */
+static DcmItem *fg_item(DcmItem *pf, DcmItem *shared, const DcmTagKey &seq)
+{
+    DcmItem *it = NULL;
+    if (pf && pf->findAndGetSequenceItem(seq, it, 0).good() && it) return it;
+    if (shared && shared->findAndGetSequenceItem(seq, it, 0).good() && it) return it;
+    return NULL;
+}
+
+/* enhanced multi-frame: geometry and rescale from the functional groups (see dicom.h) */
+static int read_functional_groups(DcmDataset *ds, struct vp_dcm_file *f, char why[256])
+{
+    DcmItem *shared = NULL, *pf0 = NULL;
+    ds->findAndGetSequenceItem(DCM_SharedFunctionalGroupsSequence, shared, 0);
+    if (ds->findAndGetSequenceItem(DCM_PerFrameFunctionalGroupsSequence, pf0, 0).bad() || !pf0) return 0;
+    DcmSequenceOfItems *seq = NULL;
+    if (ds->findAndGetSequence(DCM_PerFrameFunctionalGroupsSequence, seq).bad() || !seq ||
+        seq->card() != (unsigned long)f->frames)
+        return fail(why, VP_ERR_DATA, "%s", "PerFrameFunctionalGroupsSequence: not one item per frame");
+    f->frame_ipp = (double *)malloc(sizeof(double) * 3 * (size_t)f->frames);
+    if (!f->frame_ipp) return fail(why, VP_ERR_RUNTIME, "%s", "out of memory");
+    for (int k = 0; k < f->frames; k++) {
+        DcmItem *pf = seq->getItem((unsigned long)k);
+        double iop[6], ps[2], sl = 1, in = 0;
+        DcmItem *it = fg_item(pf, shared, DCM_PlanePositionSequence);
+        if (!it || !get_doubles(it, DCM_ImagePositionPatient, f->frame_ipp + 3 * k, 3)) {
+            if (k == 0) { /* no plane positions at all (not a cross-sectional image): frames stacked as before */
+                free(f->frame_ipp);
+                f->frame_ipp = NULL;
+                return 0;
+            }
+            return fail(why, VP_ERR_DATA, "%s", "a frame has no PlanePositionSequence/ImagePositionPatient");
+        }
+        it = fg_item(pf, shared, DCM_PlaneOrientationSequence);
+        if (!it || !get_doubles(it, DCM_ImageOrientationPatient, iop, 6))
+            return fail(why, VP_ERR_DATA, "%s", "a frame has no PlaneOrientationSequence/ImageOrientationPatient");
+        it = fg_item(pf, shared, DCM_PixelMeasuresSequence);
+        if (!it || !get_doubles(it, DCM_PixelSpacing, ps, 2))
+            return fail(why, VP_ERR_DATA, "%s", "a frame has no PixelMeasuresSequence/PixelSpacing");
+        if (k == 0) {
+            f->thickness = get_double(it, DCM_SliceThickness, 0);
+            f->between = get_double(it, DCM_SpacingBetweenSlices, 0);
+        }
+        if ((it = fg_item(pf, shared, DCM_PixelValueTransformationSequence))) {
+            sl = get_double(it, DCM_RescaleSlope, 1);
+            in = get_double(it, DCM_RescaleIntercept, 0);
+            if (sl == 0) sl = 1;
+        }
+        if (k == 0) {
+            memcpy(f->iop, iop, sizeof iop);
+            memcpy(f->ps, ps, sizeof ps);
+            f->slope = sl;
+            f->inter = in;
+            f->has_iop = f->has_ps = f->has_ipp = 1;
+            memcpy(f->ipp, f->frame_ipp, sizeof f->ipp);
+            continue;
+        }
+        int same = sl == f->slope && in == f->inter && fabs(ps[0] - f->ps[0]) < 1e-6 && fabs(ps[1] - f->ps[1]) < 1e-6;
+        for (int i = 0; i < 6; i++) same &= fabs(iop[i] - f->iop[i]) < 1e-4;
+        if (!same) {
+            snprintf(why, 256, "frame %d differs from frame 1 in orientation, pixel spacing or rescale: not supported", k + 1);
+            return -VP_ERR_DATA;
+        }
     }
     return 0;
 }
@@ -244,6 +313,10 @@ extern "C" int vp_dcm_read(const char *path, int headers_only, struct vp_dcm_fil
     E_TransferSyntax xfer = ds->getOriginalXfer();
     f->is_j2k = xfer == EXS_JPEG2000LosslessOnly || xfer == EXS_JPEG2000;
     if (!ds->tagExists(DCM_PixelData)) return fail(why, VP_ERR_DATA, "%s", "no PixelData (not an image)");
+    if (f->frames > 1) {
+        int r = read_functional_groups(ds, f, why);
+        if (r) return r;
+    }
     if (headers_only) return 0;
     try {
         return read_pixels(ff, ds, f, why);

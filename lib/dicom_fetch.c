@@ -140,12 +140,28 @@ static void pack_uids(msgpack_packer *pk, const struct vp_dcm_series *s, const s
 
 /* meta.dicom: see dcm-fetch --help. Pseudonymised, only what Annex E's basic profile keeps (or
  * replaces) goes in: names, IDs, institution, times, descriptions and private tags never do. */
-static void pack_meta(msgpack_packer *pk, const struct vp_dcm_series *s, const struct vp_dcm_fetch_opts *o)
+/* meta.dicom.uniform: what --uniform did (uv: the resampled volume, or NULL when it did nothing) */
+static void pack_uniform(msgpack_packer *pk, const struct vp_dcm_series *s, const vp_vol *uv)
+{
+    vp_pack_cstr(pk, "uniform");
+    msgpack_pack_map(pk, 4);
+    vp_pack_cstr(pk, "source_slices");
+    msgpack_pack_int(pk, s->n);
+    vp_pack_cstr(pk, "slices");
+    msgpack_pack_uint64(pk, uv->dims[2]);
+    vp_pack_cstr(pk, "spacing");
+    msgpack_pack_double(pk, s->median_spacing);
+    vp_pack_cstr(pk, "tilt_degrees");
+    msgpack_pack_double(pk, s->tilt);
+}
+
+static void pack_meta(msgpack_packer *pk, const struct vp_dcm_series *s, const struct vp_dcm_fetch_opts *o, const vp_vol *uv)
 {
     const struct vp_dcm_file *f = s->files[0];
     const struct vp_deid_key *key = o->key;
     int desc = !key || o->keep_descriptions;
-    msgpack_pack_map(pk, (size_t)(key ? 14 + desc : 15));
+    msgpack_pack_map(pk, (size_t)(key ? 14 + desc : 16) + (uv != NULL));
+    if (uv) pack_uniform(pk, s, uv);
     vp_pack_cstr(pk, "pseudonymised");
     if (key) msgpack_pack_true(pk); else msgpack_pack_false(pk);
     kv_str(pk, "grouping", s->fallback_key ? "FrameOfReferenceUID+ImageOrientationPatient+Rows/Columns (no SeriesInstanceUID)"
@@ -154,15 +170,16 @@ static void pack_meta(msgpack_packer *pk, const struct vp_dcm_series *s, const s
     kv_str(pk, "SOPClassUID", S(f, VP_DCM_SOP_CLASS)); /* a standard UID: identifies no one */
     kv_str(pk, "TransferSyntaxUID", S(f, VP_DCM_TRANSFER_SYNTAX));
     vp_pack_cstr(pk, "slices");
-    msgpack_pack_int(pk, s->nslices);
+    msgpack_pack_int(pk, uv ? (int)uv->dims[2] : s->nslices);
     vp_pack_cstr(pk, "slice_spacing");
-    msgpack_pack_double(pk, s->spacing);
+    msgpack_pack_double(pk, uv ? s->median_spacing : s->spacing);
     if (desc) kv_str(pk, "SeriesDescription", S(f, VP_DCM_SERIES_DESC));
     const char *pid = S(f, VP_DCM_PATIENT_ID), *date = S(f, VP_DCM_STUDY_DATE);
     if (!key) {
         kv_str(pk, "SeriesNumber", S(f, VP_DCM_SERIES_NUMBER));
         kv_str(pk, "PatientID", pid);
         kv_str(pk, "StudyDate", date);
+        kv_str(pk, "StudyTime", S(f, VP_DCM_STUDY_TIME));
         pack_uids(pk, s, NULL);
         return;
     }
@@ -176,9 +193,11 @@ static void pack_meta(msgpack_packer *pk, const struct vp_dcm_series *s, const s
     msgpack_sbuffer_init(&sb);
     msgpack_packer sp;
     msgpack_packer_init(&sp, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&sp, 5);
+    msgpack_pack_map(&sp, 7);
     pack_uids(&sp, s, NULL);
     kv_str(&sp, "PatientID", pid);
+    kv_str(&sp, "StudyDate", date); /* the SEG goes back into the original study: its date and time */
+    kv_str(&sp, "StudyTime", S(f, VP_DCM_STUDY_TIME));
     vp_pack_cstr(pk, "sealed");
     vp_deid_seal(key, sb.data, sb.size, pk);
     msgpack_sbuffer_destroy(&sb);
@@ -269,9 +288,15 @@ static int fetch_series(struct vp_dcm_series *s, int idx, int nseries, const str
     if (rc) { vp_error("series %d ('%s', %d files): %s", idx + 1, id, s->n, why); free(id); return -rc; }
     if (s->fallback_key)
         vp_warn("series %d ('%s'): no SeriesInstanceUID; grouped by FrameOfReferenceUID, orientation and size", idx + 1, id);
-    if (s->nonuniform) {
+    if (s->tilt > 0 && !o->uniform) {
+        vp_error("series %d ('%s'): gantry tilt (or sheared stack): slices advance %.3f degrees off the slice normal; "
+                 "--uniform resamples it onto an orthogonal grid", idx + 1, id, s->tilt);
+        free(id);
+        return VP_ERR_DATA;
+    }
+    if (s->nonuniform && !o->uniform) {
         if (!o->allow_nonuniform) {
-            vp_error("series %d ('%s'): %s (--allow-nonuniform takes the mean spacing)", idx + 1, id, s->why);
+            vp_error("series %d ('%s'): %s (--uniform resamples, --allow-nonuniform takes the mean spacing)", idx + 1, id, s->why);
             free(id);
             return VP_ERR_DATA;
         }
@@ -283,13 +308,28 @@ static int fetch_series(struct vp_dcm_series *s, int idx, int nseries, const str
         vp_warn("series %d ('%s'): no ImageOrientationPatient/ImagePositionPatient: identity orientation assumed", idx + 1, id);
     vp_vol *v = NULL;
     if ((rc = vp_dcm_series_build(s, &v, why))) { vp_error("series %d ('%s'): %s", idx + 1, id, why); free(id); return -rc; }
+    int resampled = o->uniform && (s->nonuniform || s->tilt > 0);
+    if (resampled) {
+        vp_vol *u = NULL;
+        if ((rc = vp_dcm_series_uniform(s, v, &u, why))) {
+            vp_error("series %d ('%s'): %s", idx + 1, id, why);
+            vp_vol_free(&v);
+            free(id);
+            return -rc;
+        }
+        vp_info("series %d ('%s'): %s%s%s; resampled from %d slices to %llu at %.4f mm%s", idx + 1, id,
+                s->nonuniform ? s->why : "", s->nonuniform && s->tilt > 0 ? "; " : "", s->tilt > 0 ? "gantry tilt" : "",
+                s->n, (unsigned long long)u->dims[2], s->median_spacing, s->tilt > 0 ? ", tilt corrected" : "");
+        vp_vol_free(&v);
+        v = u;
+    }
     vp_case *c = vp_case_new(id);
     free(id);
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    pack_meta(&pk, s, o);
+    pack_meta(&pk, s, o, resampled ? v : NULL);
     vp_case_meta_set_sbuf(c, "dicom", &sb);
     msgpack_sbuffer_destroy(&sb);
     add_provenance(c, o);
@@ -321,12 +361,14 @@ int vp_dcm_fetch_run(char **paths, int n, const struct vp_dcm_fetch_opts *o, vp_
         vp_dcm_file_clear(&f[i]);
     }
     if (!rc && !good) { vp_error("no DICOM images among %d file(s)", n); rc = VP_ERR_DATA; }
+    /* enhanced multi-frame images: one slice per frame, placed by its own position */
+    int nf = rc ? n : vp_dcm_split_frames(&f, good); /* f's entries from here on */
     struct vp_dcm_series *s = NULL;
-    int ns = rc ? 0 : vp_dcm_group(f, good, &s);
+    int ns = rc ? 0 : vp_dcm_group(f, nf, &s);
     for (int i = 0; i < ns && !rc; i++) rc = fetch_series(&s[i], i, ns, o, out);
     for (int i = 0; i < ns; i++) free(s[i].files);
     free(s);
-    for (int i = 0; i < n; i++) vp_dcm_file_clear(&f[i]);
+    for (int i = 0; i < nf; i++) vp_dcm_file_clear(&f[i]);
     free(f);
     free(rcs);
     free(why);

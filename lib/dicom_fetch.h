@@ -19,6 +19,7 @@ struct vp_dcm_fetch_opts {
     int allow_nonuniform;
     int skip_bad;                /* a malformed file is skipped (1) or fails the run (0) */
     double tolerance;            /* relative spacing tolerance */
+    int uniform;                 /* resample uneven spacing and gantry tilt (dicom_uniform.c) */
 };
 
 /* Inputs (files or directories, walked recursively in name order; and the lines of list files)

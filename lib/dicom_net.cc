@@ -1,6 +1,7 @@
 /* dicom_net.cc - C-FIND and C-GET over DCMTK's DcmSCU for dcm-fetch --pacs (see dicom_net.h). */
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dctk.h>
+#include <dcmtk/dcmnet/dcmlayer.h>
 #include <dcmtk/dcmnet/scu.h>
 
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,6 +18,7 @@
 #define _Noreturn [[noreturn]]
 #include "dicom.h"
 #include "dicom_net.h"
+#include "dicom_tls.h"
 #include "util.h"
 #undef _Noreturn
 #pragma GCC diagnostic pop
@@ -39,7 +42,7 @@ const char *const classes[] = {
 };
 
 /* writes each received object as DIR/NNNNNN.dcm: no file name derived from what the peer sends */
-class Scu : public DcmSCU {
+class Scu : public VpTlsScu {
   public:
     std::string dir;
     int stored = 0;
@@ -76,10 +79,15 @@ int fail(char why[256], const struct vp_dcm_peer *p, const char *what, const OFC
     return -VP_ERR_RUNTIME;
 }
 
-int connect(Scu &scu, const struct vp_dcm_peer *p, char why[256])
+/* TLS (when asked), network, association; tl keeps the TLS layer: declare it before scu */
+int connect(Scu &scu, const struct vp_dcm_peer *p, std::unique_ptr<DcmTransportLayer> &tl, char why[256])
 {
     OFCondition c = scu.initNetwork();
     if (c.bad()) return fail(why, p, "network setup", c);
+    DcmTransportLayer *l = NULL;
+    int rc = vp_dcm_tls_use(scu, p->tls, &l, why);
+    tl.reset(l);
+    if (rc) return rc;
     if ((c = scu.negotiateAssociation()).bad()) return fail(why, p, "association", c);
     return 0;
 }
@@ -120,13 +128,14 @@ extern "C" int vp_dcm_find(const struct vp_dcm_peer *p, const struct vp_dcm_quer
 {
     *hits = NULL;
     vp_dcm_init();
+    std::unique_ptr<DcmTransportLayer> tl;
     Scu scu;
     setup(scu, p);
     OFList<OFString> ts;
     ts.push_back(UID_LittleEndianExplicitTransferSyntax);
     ts.push_back(UID_LittleEndianImplicitTransferSyntax);
     scu.addPresentationContext(UID_FINDStudyRootQueryRetrieveInformationModel, ts);
-    int rc = connect(scu, p, why);
+    int rc = connect(scu, p, tl, why);
     if (rc) return rc;
     DcmDataset sk;
     put(sk, DCM_QueryRetrieveLevel, "STUDY");
@@ -185,6 +194,7 @@ extern "C" int vp_dcm_get(const struct vp_dcm_peer *p, const struct vp_dcm_hit *
 {
     vp_dcm_init();
     *nfiles = 0;
+    std::unique_ptr<DcmTransportLayer> tl;
     Scu scu;
     setup(scu, p);
     scu.dir = dir;
@@ -200,7 +210,7 @@ extern "C" int vp_dcm_get(const struct vp_dcm_peer *p, const struct vp_dcm_hit *
             one.push_back(x);
             scu.addPresentationContext(cls, one, ASC_SC_ROLE_SCP);
         }
-    int rc = connect(scu, p, why);
+    int rc = connect(scu, p, tl, why);
     if (rc) return rc;
     T_ASC_PresentationContextID pc = scu.findPresentationContextID(UID_GETStudyRootQueryRetrieveInformationModel, "");
     if (!pc) {

@@ -1,6 +1,6 @@
 /* dicom_net.h - dcm-fetch's PACS source over DIMSE (DCMTK dcmnet): C-FIND at study then series
- * level, C-GET of the matching series into a private temporary directory, then the same series
- * assembly and pseudonymisation as files (dicom_fetch.h).
+ * level, C-GET (or C-MOVE to a storage SCP of our own) of the matching series into a private
+ * temporary directory, then the same series assembly and pseudonymisation as files (dicom_fetch.h).
  *
  * lib/dicom_net.cc is the C-callable layer over DcmSCU (find, get); lib/dicom_pacs.c drives it
  * (temporary directory, --query listing, handing the files to vp_dcm_fetch_run()).
@@ -20,6 +20,8 @@ struct vp_dcm_peer {
     int port;
     const char *aet, *aec; /* our AE title, the PACS's */
     int timeout;           /* seconds: connect, association, each DIMSE message */
+    const struct vp_dcm_tls *tls; /* NULL or off: plain TCP (dicom_tls.h) */
+    int move_port;         /* > 0: retrieve by C-MOVE to our own storage SCP on this port, else C-GET */
 };
 
 /* Query keys (NULL: not constrained); at least one must be set. Values may use DICOM wildcards. */
@@ -43,6 +45,12 @@ int vp_dcm_find(const struct vp_dcm_peer *p, const struct vp_dcm_query *q, struc
  * in. *nfiles counts the files written, also on error. 0 ok, or -VP_ERR_RUNTIME with why[256]. */
 int vp_dcm_get(const struct vp_dcm_peer *p, const struct vp_dcm_hit *hits, int n, const char *dir, int *nfiles,
                char why[256]);
+
+/* C-MOVE of each series (at SERIES level) to our own AE title p->aet, received by a storage SCP of
+ * ours listening on p->move_port while the C-MOVE runs (lib/dicom_move.cc); otherwise as vp_dcm_get.
+ * The PACS must map p->aet to this host and port. */
+int vp_dcm_move(const struct vp_dcm_peer *p, const struct vp_dcm_hit *hits, int n, const char *dir, int *nfiles,
+                char why[256]);
 
 /* dcm-fetch --pacs: find the series, then list them (query: tidy TSV on stdout, pseudonymised
  * unless o->key is NULL) or fetch them into a private temporary directory (removed at the end,

@@ -69,7 +69,7 @@ int vp_dcm_pacs_run(const struct vp_dcm_peer *p, const struct vp_dcm_query *q, i
     snprintf(dir, sizeof dir, "%s/vp-dcm-fetch-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(dir)) { vp_error("creating a temporary directory under '%s': %m", tmp && *tmp ? tmp : "/tmp"); free(hits); return VP_ERR_RUNTIME; }
     vp_atexit_cleanup(rm_tmpdir, dir); /* on vp_die and SIGINT/SIGTERM */
-    int nf = 0, rc = -vp_dcm_get(p, hits, n, dir, &nf, why);
+    int nf = 0, rc = -(p->move_port > 0 ? vp_dcm_move : vp_dcm_get)(p, hits, n, dir, &nf, why);
     if (rc) vp_error("%s", why);
     else vp_info("%d series, %d object(s) received from %s", n, nf, p->aec);
     free(hits);

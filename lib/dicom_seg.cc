@@ -17,6 +17,7 @@
 #include <dcmtk/dcmfg/fgplanpo.h>
 #include <dcmtk/dcmiod/cielabutil.h>
 #include <dcmtk/dcmiod/iodreferences.h>
+#include <dcmtk/dcmnet/dcmlayer.h>
 #include <dcmtk/dcmnet/scu.h>
 #include <dcmtk/dcmseg/segdoc.h>
 #include <dcmtk/dcmseg/segment.h>
@@ -39,6 +40,7 @@ extern "C" {
 #include "volume.h"
 }
 #include "dicom_seg.h"
+#include "dicom_tls.h"
 #include "util.h"
 #undef _Noreturn
 #pragma GCC diagnostic pop
@@ -111,6 +113,7 @@ int build(DcmSegmentation *seg, const vp_vol *v, const vp_seg_ref *ref, const vp
     CHECK(seg->getPatient().setPatientID(ref->patient_id ? ref->patient_id : ""), "PatientID");
     CHECK(seg->getStudy().setStudyInstanceUID(ref->study_uid), "StudyInstanceUID");
     if (ref->study_date) seg->getStudy().setStudyDate(ref->study_date);
+    if (ref->study_time) seg->getStudy().setStudyTime(ref->study_time);
     if (ref->for_uid) CHECK(seg->getFrameOfReference().setFrameOfReferenceUID(ref->for_uid), "FrameOfReferenceUID");
     CHECK(seg->getSeries().setSeriesInstanceUID(series_uid), "SeriesInstanceUID");
     CHECK(seg->getSeries().setSeriesNumber("9901"), "SeriesNumber");
@@ -211,8 +214,18 @@ extern "C" int vp_seg_write(const vp_vol *labels, const struct vp_seg_ref *ref, 
     std::unique_ptr<DcmSegmentation> own(seg);
     int rc = build(seg, labels, ref, segs, nseg, series_uid, sop_uid, series_desc, why);
     if (rc) return rc;
+    /* DcmSegmentation::saveFile() stamps ContentDate/Time with the clock: write the dataset, then
+     * put the caller's (source-derived) date and time in their place */
+    DcmFileFormat ff;
+    DcmDataset *ds = ff.getDataset();
+    c = seg->writeDataset(*ds);
+    if (c.good()) c = ds->putAndInsertOFStringArray(DCM_ContentDate, ref->content_date);
+    if (c.good()) c = ds->putAndInsertOFStringArray(DCM_ContentTime, ref->content_time);
+    if (c.good()) c = ds->putAndInsertOFStringArray(DCM_InstanceCreationDate, ref->content_date);
+    if (c.good()) c = ds->putAndInsertOFStringArray(DCM_InstanceCreationTime, ref->content_time);
+    if (c.bad()) return fail(why, "writing the dataset", c);
     std::string tmp = std::string(path) + ".tmp" + std::to_string((long)getpid());
-    c = seg->saveFile(tmp.c_str(), EXS_LittleEndianExplicit);
+    c = ff.saveFile(tmp.c_str(), EXS_LittleEndianExplicit);
     if (c.bad()) {
         unlink(tmp.c_str());
         return fail(why, "writing", c);
@@ -226,9 +239,10 @@ extern "C" int vp_seg_write(const vp_vol *labels, const struct vp_seg_ref *ref, 
 }
 
 extern "C" int vp_dcm_cstore(const char *host, int port, const char *aet, const char *aec, int timeout,
-                             const char *const *paths, int n, char why[256])
+                             const struct vp_dcm_tls *tls, const char *const *paths, int n, char why[256])
 {
-    DcmSCU scu;
+    std::unique_ptr<DcmTransportLayer> tl; /* outlives scu */
+    VpTlsScu scu;
     scu.setPeerHostName(host);
     scu.setPeerPort((Uint16)port);
     scu.setAETitle(aet);
@@ -244,6 +258,10 @@ extern "C" int vp_dcm_cstore(const char *host, int port, const char *aet, const 
     OFCondition c = scu.addPresentationContext(UID_SegmentationStorage, xfers);
     if (c.bad()) return fail(why, "presentation context", c);
     if ((c = scu.initNetwork()).bad()) return fail(why, "network", c);
+    DcmTransportLayer *l = NULL;
+    int r = vp_dcm_tls_use(scu, tls, &l, why);
+    tl.reset(l);
+    if (r) return r;
     if ((c = scu.negotiateAssociation()).bad()) {
         snprintf(why, 256, "association with %s at %s:%d: %s", aec, host, port, c.text());
         return -VP_ERR_RUNTIME;

@@ -23,11 +23,15 @@ extern "C" {
 struct vp_code { const char *scheme, *value, *meaning; };
 
 /* What the SEG references: the source series. sop_uids[k] is the source image of slice k of the
- * label volume (dcm-fetch's slice order), so the volume must lie on the source grid. */
+ * label volume (dcm-fetch's slice order), so the volume must lie on the source grid.
+ * content_date/content_time (DA "YYYYMMDD", TM "HHMMSS") become the SEG's ContentDate/Time and
+ * InstanceCreationDate/Time: the caller derives them from the source (or takes them from the user),
+ * never from the clock, so the same input gives the same bytes. study_time may be NULL. */
 struct vp_seg_ref {
-    const char *patient_id, *study_uid, *series_uid, *for_uid, *sop_class, *study_date;
+    const char *patient_id, *study_uid, *series_uid, *for_uid, *sop_class, *study_date, *study_time;
     const char *const *sop_uids;
     int nsop;
+    const char *content_date, *content_time;
 };
 
 struct vp_seg_segment {
@@ -55,9 +59,11 @@ int vp_seg_write(const vp_vol *labels, const struct vp_seg_ref *ref, const struc
                  char why[256]);
 
 /* Send DICOM files to a Storage SCP by C-STORE. timeout: seconds for connecting, association and
- * each DIMSE message. 0 ok, or -VP_ERR_RUNTIME with the reason in why[256]. */
+ * each DIMSE message; tls: NULL or off for plain TCP (dicom_tls.h). 0 ok, or -VP_ERR_RUNTIME (or
+ * -VP_ERR_USAGE for unusable TLS files) with the reason in why[256]. */
+struct vp_dcm_tls;
 int vp_dcm_cstore(const char *host, int port, const char *aet, const char *aec, int timeout,
-                  const char *const *paths, int n, char why[256]);
+                  const struct vp_dcm_tls *tls, const char *const *paths, int n, char why[256]);
 
 #ifdef __cplusplus
 }

@@ -93,6 +93,7 @@ int vp_dcm_series_order(struct vp_dcm_series *s, double tol_rel, char why[256])
     const struct vp_dcm_file *f0 = s->files[0];
     normal_of(iop_of(f0), s->normal);
     s->nonuniform = 0;
+    s->tilt = 0;
     s->why[0] = 0;
     for (int i = 1; i < s->n; i++) {
         const struct vp_dcm_file *f = s->files[i];
@@ -105,6 +106,7 @@ int vp_dcm_series_order(struct vp_dcm_series *s, double tol_rel, char why[256])
     if (s->n == 1) {
         s->nslices = f0->frames;
         s->spacing = f0->between > 0 ? f0->between : f0->thickness > 0 ? f0->thickness : 1.0;
+        s->median_spacing = s->spacing;
         return 0;
     }
     for (int i = 0; i < s->n; i++)
@@ -137,15 +139,11 @@ int vp_dcm_series_order(struct vp_dcm_series *s, double tol_rel, char why[256])
     double lv = sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
     double cosang = (v[0] * s->normal[0] + v[1] * s->normal[1] + v[2] * s->normal[2]) / lv;
     double ang = acos(fmin(1.0, fabs(cosang))) * 180 / M_PI;
-    if (ang > 0.01) {
-        snprintf(why, 256, "gantry tilt (or sheared stack): slices advance %.3f degrees off the slice normal; "
-                 "tilted series are not supported", ang);
-        rc = -VP_ERR_DATA;
-        goto done;
-    }
+    if (ang > 0.01) s->tilt = ang;
     qsort(diff, (size_t)(n - 1), sizeof *diff, cmp_double);
     double med = diff[(n - 1) / 2], tol = fmax(tol_rel * med, 1e-3);
     s->spacing = (p[n - 1].d - p[0].d) / (n - 1);
+    s->median_spacing = med;
     for (int i = 0; i + 1 < n; i++) {
         double d = p[i + 1].d - p[i].d;
         if (fabs(d - med) <= tol) continue;
@@ -305,4 +303,38 @@ int vp_dcm_series_build(const struct vp_dcm_series *s, vp_vol **out, char why[25
     free(j.zoff); free(j.mn); free(j.mx);
     *out = j.v;
     return 0;
+}
+
+int vp_dcm_split_frames(struct vp_dcm_file **files, int n)
+{
+    struct vp_dcm_file *in = *files;
+    int total = 0;
+    for (int i = 0; i < n; i++) total += in[i].frame_ipp && in[i].pix ? in[i].frames : 1;
+    if (total == n) return n;
+    struct vp_dcm_file *out = vp_calloc((size_t)total, sizeof *out);
+    int o = 0;
+    for (int i = 0; i < n; i++) {
+        struct vp_dcm_file *f = &in[i];
+        if (!f->frame_ipp || !f->pix) { out[o++] = *f; continue; }
+        size_t fb = (size_t)f->rows * (size_t)f->cols * (size_t)(f->bits_alloc / 8);
+        for (int k = 0; k < f->frames; k++) {
+            struct vp_dcm_file *g = &out[o++];
+            *g = *f;
+            size_t pl = strlen(f->path) + 32;
+            g->path = vp_malloc(pl);
+            snprintf(g->path, pl, "%s[frame %d]", f->path, k + 1);
+            for (int t = 0; t < VP_DCM_NTAGS; t++) g->str[t] = f->str[t] ? vp_strdup(f->str[t]) : NULL;
+            g->frames = 1;
+            g->frame_ipp = NULL;
+            memcpy(g->ipp, f->frame_ipp + 3 * k, sizeof g->ipp);
+            g->has_ipp = 1;
+            g->pix = vp_malloc(fb);
+            memcpy(g->pix, (const unsigned char *)f->pix + fb * (size_t)k, fb);
+            g->pix_bytes = fb;
+        }
+        vp_dcm_file_clear(f);
+    }
+    free(in);
+    *files = out;
+    return total;
 }

@@ -70,4 +70,8 @@ sed -n '1,25p' "$out/eval/report.md"
 echo "(full report: $out/eval/report.html, figures in $out/eval/report_figures/)"
 
 echo
+echo "== 7. the PACS round trip: Orthanc on loopback, C-FIND/C-GET pseudonymised, segment, DICOM SEG back by C-STORE"
+"$root/examples/pacs-roundtrip.sh" "$data" "$out/pacs"
+
+echo
 echo "demo: outputs in $out"

@@ -37,8 +37,14 @@ def main():
         raw = raw[..., None]
     B = img.affine
     ds = pydicom.dcmread(dcm, stop_before_pixels=True)
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    inter = float(ds.get("RescaleIntercept", 0) or 0)
+    src = ds
+    if "RescaleSlope" not in ds:  # enhanced images: in the (first frame's or shared) functional groups
+        for fg in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+            if fg in ds and "PixelValueTransformationSequence" in ds[fg].value[0]:
+                src = ds[fg].value[0].PixelValueTransformationSequence[0]
+                break
+    slope = float(src.get("RescaleSlope", 1) or 1)
+    inter = float(src.get("RescaleIntercept", 0) or 0)
     M = np.linalg.inv(B) @ A
     R = np.round(M[:3, :3])
     if nogeo:

@@ -2,7 +2,13 @@
 
     dicom_fixtures.py identify SRC_DIR DST_DIR   copies with names, IDs, dates, UIDs, institution and a
                                                  private tag filled in (file names hold the name too)
-    dicom_fixtures.py tilt SRC_DIR DST_DIR       positions sheared along y (a gantry tilt of ~10 degrees)
+    dicom_fixtures.py tilt SRC_DIR DST_DIR [R]   positions sheared along y by R mm per mm of z (default 0.176,
+                                                 a gantry tilt of ~10 degrees)
+    dicom_fixtures.py tiltiop SRC_DIR DST_DIR DEG  a scanner's gantry tilt: ImageOrientationPatient's column
+                                                 direction rotated by DEG about x, GantryDetectorTilt DEG,
+                                                 positions still along z (the table's travel)
+    dicom_fixtures.py irregular SRC_DIR DST_DIR  the slices from the 6th to the 10th (by position) moved
+                                                 0.8 mm up: gaps of 2.8 and 1.2 mm among 2 mm ones
     dicom_fixtures.py uncompressed SRC_DIR DST_DIR N   N slices, explicit little endian, 512x512,
                                                  tiling the decoded series along z (for the benchmark)
     dicom_fixtures.py leaks STREAM DICOM_DIR     prints every identifying value of the DICOM files
@@ -46,12 +52,34 @@ def identify(src, dst):
         ds.save_as(os.path.join(dst, "Doe_Jane_%s.dcm" % ds.SOPInstanceUID), enforce_file_format=True)
 
 
-def tilt(src, dst):
+def tilt(src, dst, r=0.176):
     os.makedirs(dst, exist_ok=True)
     for f in files(src):
         ds = pydicom.dcmread(f)
         x, y, z = [float(v) for v in ds.ImagePositionPatient]
-        ds.ImagePositionPatient = [x, y + 0.176 * z, z]
+        ds.ImagePositionPatient = [x, y + r * z, z]
+        ds.save_as(os.path.join(dst, os.path.basename(f)))
+
+
+def tiltiop(src, dst, deg):
+    os.makedirs(dst, exist_ok=True)
+    t = np.radians(deg)
+    for f in files(src):
+        ds = pydicom.dcmread(f)
+        ds.ImageOrientationPatient = [1, 0, 0, 0, float(np.cos(t)), float(np.sin(t))]
+        ds.GantryDetectorTilt = deg
+        ds.save_as(os.path.join(dst, os.path.basename(f)))
+
+
+def irregular(src, dst):
+    os.makedirs(dst, exist_ok=True)
+    zs = sorted(float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]) for f in files(src))
+    moved = set(zs[5:10])
+    for f in files(src):
+        ds = pydicom.dcmread(f)
+        x, y, z = [float(v) for v in ds.ImagePositionPatient]
+        if z in moved:
+            ds.ImagePositionPatient = [x, y, z + 0.8]
         ds.save_as(os.path.join(dst, os.path.basename(f)))
 
 
@@ -101,7 +129,11 @@ if __name__ == "__main__":
     if cmd == "identify":
         identify(sys.argv[2], sys.argv[3])
     elif cmd == "tilt":
-        tilt(sys.argv[2], sys.argv[3])
+        tilt(sys.argv[2], sys.argv[3], *[float(a) for a in sys.argv[4:5]])
+    elif cmd == "tiltiop":
+        tiltiop(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+    elif cmd == "irregular":
+        irregular(sys.argv[2], sys.argv[3])
     elif cmd == "uncompressed":
         uncompressed(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif cmd == "leaks":

@@ -158,3 +158,60 @@ c, _ = s.accept(); time.sleep(60)' > "$T/port" &
     [[ "$output" == *"needs --site-key"* ]]
     [ ! -e "$T/x.vxp" ]
 }
+
+# pacs_move PORT: as pacs, with Orthanc knowing VOXPIPE at 127.0.0.1:PORT (C-MOVE destination)
+pacs_move() {
+    command -v Orthanc >/dev/null || skip "Orthanc not installed (Debian package orthanc)"
+    "$VOXPIPE_PY" "$FIX" identify "$CT" "$T/id"
+    ORTHANC_MODALITIES="\"voxpipe\": [\"VOXPIPE\", \"127.0.0.1\", $1]" ORTHANC_CHECK_AET=true orthanc_start
+    storescu -q -xv -to 10 -aec "$ORTHANC_AET" +sd 127.0.0.1 "$ORTHANC_DICOM" "$T/id"
+    STUDY=1.2.826.0.1.3680043.8.498.1001
+}
+
+@test "C-MOVE to our own storage SCP (--move --port) = C-GET = the files; pseudonymised too" {
+    port=$(free_port)
+    pacs_move "$port"
+    run fetch --keep-identifiers --move --port "$port" --study-uid "$STUDY" -o "$T/m.vxp"
+    echo "$output"; [ "$status" -eq 0 ]; [[ "$output" == *"1 series, 20 object(s) received from ORTHANC"* ]]
+    dcm-fetch -q --keep-identifiers -o "$T/f.vxp" "$T/id"
+    run same "$T/m.vxp" "$T/f.vxp"
+    echo "$output"; [ "$output" = "True True True True True True []" ]
+    tmp_empty
+    head -c 32 /dev/urandom > "$T/site.key"
+    fetch -q --site-key "$T/site.key" --move --port "$port" --patient-id PID-7788991 -o "$T/mp.vxp"
+    dcm-fetch -q --site-key "$T/site.key" -o "$T/fp.vxp" "$T/id"
+    run same "$T/mp.vxp" "$T/fp.vxp"
+    echo "$output"; [ "$output" = "True True True True True True []" ]
+    run "$VOXPIPE_PY" "$FIX" leaks "$T/mp.vxp" "$T/id"
+    [ "${lines[0]}" = none ]
+    tmp_empty
+}
+
+@test "C-MOVE refused: an AE title the PACS does not know, our port taken: exit 1, naming the cause, no file" {
+    port=$(free_port)
+    pacs_move "$port"
+    assert_exit 1 fetch --keep-identifiers --aet STRANGER --move --port "$port" --study-uid "$STUDY" -o "$T/x.vxp"
+    echo "$output"; [[ "$output" == *"C-MOVE with ORTHANC at 127.0.0.1:$ORTHANC_DICOM: "*"(does the PACS know our AE title STRANGER, at port $port?)"* ]]
+    [ ! -e "$T/x.vxp" ]; tmp_empty
+    # something else listens on our port
+    "$VOXPIPE_PY" -c 'import socket, sys, time
+s = socket.socket(); s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(4); print("up", flush=True); time.sleep(30)' "$port" > "$T/busy" &
+    busy=$!
+    for _ in $(seq 50); do [ -s "$T/busy" ] && break; sleep 0.1; done
+    assert_exit 1 fetch --keep-identifiers --move --port "$port" --study-uid "$STUDY" -o "$T/x.vxp"
+    kill "$busy"
+    echo "$output"; [[ "$output" == *"C-MOVE: our storage SCP cannot listen on port $port"* ]]
+    [ ! -e "$T/x.vxp" ]; tmp_empty
+}
+
+@test "usage: --move needs --port (and --pacs), and is plain TCP: not with --tls" {
+    assert_exit 2 dcm-fetch --keep-identifiers --pacs 127.0.0.1:104 --modality CT --move -o "$T/x.vxp"
+    [[ "$output" == *"--move and --port PORT come together"* ]]
+    assert_exit 2 dcm-fetch --keep-identifiers --pacs 127.0.0.1:104 --modality CT --port 11112 -o "$T/x.vxp"
+    [[ "$output" == *"come together"* ]]
+    assert_exit 2 dcm-fetch --keep-identifiers --move --port 11112 "$CT"
+    [[ "$output" == *"need --pacs"* ]]
+    assert_exit 2 dcm-fetch --keep-identifiers --pacs 127.0.0.1:104 --modality CT --move --port 11112 --tls --tls-no-verify
+    [[ "$output" == *"--move receives on plain TCP"* ]]
+    [ ! -e "$T/x.vxp" ]
+}

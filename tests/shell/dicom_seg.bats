@@ -115,3 +115,50 @@ teardown() { orthanc_stop; }
     want=$("$VOXPIPE_PY" -c 'import pydicom,sys; print(pydicom.dcmread(sys.argv[1]).SeriesInstanceUID)' "$T"/SEG_*.dcm)
     [ -n "$seg" ]; [ "$seg" = "$want" ]
 }
+
+@test "deterministic SEG: the same input twice (a second apart) gives the same bytes; dates from the source or --date" {
+    head -c 32 /dev/urandom > "$T/site.key"
+    prepare --site-key "$T/site.key"
+    mkdir "$T/a" "$T/b" "$T/c"
+    dcm-store -q --site-key "$T/site.key" -i "$T/l.vxp" -o "$T/a"
+    sleep 1.1 # a clock-derived ContentTime would differ now
+    dcm-store -q --site-key "$T/site.key" -i "$T/l.vxp" -o "$T/b"
+    cmp "$T"/a/SEG_*.dcm "$T"/b/SEG_*.dcm
+    # the dates are the original study's (sealed in the stream, not the shifted StudyDate it shows)
+    dates() { "$VOXPIPE_PY" -c 'import pydicom,sys; d=pydicom.dcmread(sys.argv[1])
+print(d.ContentDate, d.ContentTime, d.InstanceCreationDate, d.InstanceCreationTime, d.StudyDate, d.StudyTime)' "$1"; }
+    want=$("$VOXPIPE_PY" -c 'import pydicom,sys,os; d=sys.argv[1]; ds=pydicom.dcmread(os.path.join(d, sorted(os.listdir(d))[0]))
+print(" ".join([ds.StudyDate, ds.StudyTime] * 3))' "$T/id")
+    run dates "$T"/a/SEG_*.dcm
+    echo "$output / $want"; [ "$output" = "$want" ]
+    shifted=$("$VOXPIPE_PY" -c 'import sys; sys.path.insert(0, sys.argv[1]); import vxp
+print(list(vxp.read(open(sys.argv[2], "rb")))[0]["meta"]["dicom"]["StudyDate"])' "$SCRIPTS" "$T/l.vxp")
+    [ "$shifted" != "${want%% *}" ]
+    # --date sets them; the bytes change accordingly
+    dcm-store -q --site-key "$T/site.key" --date 20250102030405 -i "$T/l.vxp" -o "$T/c"
+    run dates "$T"/c/SEG_*.dcm
+    read -r sd st _ <<< "$want"
+    echo "$output"; [ "$output" = "20250102 030405 20250102 030405 $sd $st" ]
+    ! cmp -s "$T"/a/SEG_*.dcm "$T"/c/SEG_*.dcm
+    [ "$(dciod_errors "$(ls "$T"/c/SEG_*.dcm)")" -eq 0 ]
+}
+
+@test "SEG date: a source without StudyDate needs --date (exit 3, no file); a malformed --date is a usage error" {
+    prepare --keep-identifiers
+    "$VOXPIPE_PY" -c '
+import sys; sys.path.insert(0, sys.argv[1]); import vxp
+c = list(vxp.read(open(sys.argv[2], "rb")))[0]; del c["meta"]["dicom"]["StudyDate"]; del c["meta"]["dicom"]["StudyTime"]
+vxp.write(open(sys.argv[3], "wb"), [c])' "$SCRIPTS" "$T/l.vxp" "$T/nodate.vxp"
+    mkdir "$T/out"
+    assert_exit 3 dcm-store -i "$T/nodate.vxp" -o "$T/out"
+    [[ "$output" == *"case '"*"': meta.dicom: no StudyDate for the SEG's ContentDate: give --date"* ]]
+    [ -z "$(ls -A "$T/out")" ]
+    run dcm-store -q --date 20240229 -i "$T/nodate.vxp" -o "$T/out"
+    [ "$status" -eq 0 ]
+    run "$VOXPIPE_PY" -c 'import pydicom,sys; d=pydicom.dcmread(sys.argv[1]); print(d.ContentDate, d.ContentTime)' "$T"/out/SEG_*.dcm
+    [ "$output" = "20240229 000000" ]
+    for bad in 2024 2024-02-29 20240229T1200 abcdefgh; do
+        assert_exit 2 dcm-store --date "$bad" -i "$T/l.vxp" -o "$T/out"
+        [[ "$output" == *"--date: expected YYYYMMDD or YYYYMMDDHHMMSS, got '$bad'"* ]]
+    done
+}
