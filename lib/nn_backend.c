@@ -19,14 +19,8 @@ const vp_nn_backend *vp_nn_backend_get(const char *name)
 {
     if (!strcmp(name, "ref")) return vp_nn_backend_ref();
     if (!strcmp(name, "cpu")) return vp_nn_backend_cpu();
-    /* "cuda" or "cuda:N": NULL after vp_error() saying why (built without CUDA, no device) */
-    if (!strncmp(name, "cuda", 4) && (!name[4] || name[4] == ':')) {
-        char *end = NULL;
-        long ord = name[4] ? strtol(name + 5, &end, 10) : 0;
-        if (name[4] && (end == name + 5 || *end || ord < 0 || ord > 255))
-            return vp_error("backend '%s': expected cuda or cuda:N", name), NULL;
-        return vp_nn_backend_cuda((int)ord);
-    }
+    /* "cuda", "cuda:N" or "cuda:N:MATH": NULL after vp_error() saying why (built without CUDA, no device) */
+    if (!strncmp(name, "cuda", 4) && (!name[4] || name[4] == ':')) return vp_nn_backend_cuda_named(name);
     return NULL;
 }
 

@@ -83,7 +83,7 @@ const vp_nn_backend *vp_nn_backend_ref(void);
 /* The CPU backend: blocked, vectorised, multi-threaded (lib/parallel.h) where it matters, the
  * reference elsewhere; deterministic for any thread count. */
 const vp_nn_backend *vp_nn_backend_cpu(void);
-/* A backend by name ("ref", "cpu", "cuda", "cuda:N"); NULL when unknown, and for cuda NULL after
+/* A backend by name ("ref", "cpu", "cuda", "cuda:N", "cuda:N:MATH" -- see nn_cuda.h); NULL when unknown, and for cuda NULL after
  * vp_error() when built without CUDA or no such device (callers exit VP_ERR_DEVICE). */
 const vp_nn_backend *vp_nn_backend_get(const char *name);
 

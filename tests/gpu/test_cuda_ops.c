@@ -1,9 +1,11 @@
 /* test_cuda_ops.c - every op of the CUDA backend against the reference ops (nn_ops_ref.c, the
- * specification) on random shapes and values, with device tensors and with host tensors (staged);
- * then a small timing of the 3x3x3 convolution. Run by tests/gpu/check.sh on a machine with a GPU;
- * built here by `make gpu-check-build`.
+ * specification) on random shapes and values, with device tensors (NCDHW and channels-last NDHWC)
+ * and with host tensors (staged); the convolutions again in tf32, f16 and bf16 math; device
+ * out-of-memory and no-output-on-stdout errors; then a timing of the 3x3x3 convolution per math
+ * and layout. Run by tests/gpu/check.sh on a machine with a GPU; built by `make gpu-check-build`.
  *
- * Pass: f32 max abs difference <= 1e-4 or NMSE <= 1e-7 per case; argmax identical.
+ * Pass: f32 max abs difference <= 1e-4 or NMSE <= 1e-7 per case; tf32/f16/bf16 convolutions max
+ * abs difference <= 1e-2 x max |reference| ("1e-2 relative"); argmax identical.
  * Exit: 0 all pass, 1 a case failed, 4 (VP_ERR_DEVICE) no CUDA backend (built without, no GPU).
  * Output: one line per case and a summary on stdout; errors on stderr.
  */
@@ -40,11 +42,25 @@ static vp_tensor *rnd1(int64_t n, float scale) { return rnd(1, &n, scale); }
 static vp_tensor *like(const int64_t *s) { return vp_tensor_zeros(5, s); }
 
 static const vp_nn_backend *be;
-static int dev_mode; /* 1: device tensors; 0: host tensors (staged by the backend) */
+static int dev_mode; /* 2: device tensors, activations channels-last; 1: device tensors; 0: host tensors (staged) */
 static int n_pass, n_fail;
+static double rel_tol;  /* 0: f32 criteria; else max abs <= rel_tol * max |want| */
+static const char *const mode_name[3] = {"host", "device", "dev-cl"};
 
-/* a device copy of a host tensor (dev_mode), or the tensor itself */
+/* a device copy of a host tensor (dev_mode; 5-D tensors channels-last in mode 2), or the tensor itself */
 static vp_tensor *on(const vp_tensor *h)
+{
+    if (!h || !dev_mode) return (vp_tensor *)h;
+    vp_tensor *d = dev_mode == 2 && h->ndim == 5 ? vp_cuda_tensor_new_cl(0, h->shape) : vp_cuda_tensor_new(0, h->ndim, h->shape);
+    if (!d || vp_cuda_upload(d, h)) exit(1);
+    if (dev_mode == 2 && h->ndim == 5 && h->shape[1] > 1 && vp_cuda_tensor_layout(d) != VP_CUDA_NDHWC) {
+        fprintf(stderr, "test_cuda_ops: vp_cuda_tensor_new_cl did not give an NDHWC tensor\n");
+        exit(1);
+    }
+    return d;
+}
+/* weights: always PyTorch's layout */
+static vp_tensor *onw(const vp_tensor *h)
 {
     if (!h || !dev_mode) return (vp_tensor *)h;
     vp_tensor *d = vp_cuda_tensor_new(0, h->ndim, h->shape);
@@ -62,16 +78,18 @@ static void fetch(vp_tensor *host, vp_tensor *d)
 
 static void report(const char *op, const char *shape, const vp_tensor *got, const vp_tensor *want)
 {
-    double maxabs = 0, se = 0, ss = 0;
+    double maxabs = 0, se = 0, ss = 0, maxref = 0;
     for (int64_t i = 0, n = vp_tensor_numel(want); i < n; i++) {
         double d = fabs((double)got->data[i] - want->data[i]);
         if (!(d <= maxabs)) maxabs = d; /* NaN counts as the largest */
+        if (fabs(want->data[i]) > maxref) maxref = fabs(want->data[i]);
         se += d * d, ss += (double)want->data[i] * want->data[i];
     }
     double nmse = ss > 0 ? se / ss : se;
-    int ok = maxabs <= 1e-4 || nmse <= 1e-7;
+    int ok = rel_tol > 0 ? maxabs <= rel_tol * maxref : maxabs <= 1e-4 || nmse <= 1e-7;
     ok ? n_pass++ : n_fail++;
-    printf("%-4s %-6s %-22s %-34s maxabs %.2e nmse %.2e\n", ok ? "ok" : "FAIL", dev_mode ? "device" : "host", op, shape, maxabs, nmse);
+    printf("%-4s %-6s %-5s %-22s %-34s maxabs %.2e nmse %.2e rel %.1e\n", ok ? "ok" : "FAIL", mode_name[dev_mode], vp_cuda_math_name(be),
+           op, shape, maxabs, nmse, maxref > 0 ? maxabs / maxref : maxabs);
 }
 
 /* run op on the CUDA backend (through `on` copies) and compare with the reference result */
@@ -79,7 +97,7 @@ static void report(const char *op, const char *shape, const vp_tensor *got, cons
     do {                                                         \
         vp_tensor *got = like((want)->shape), *dy = on(got);     \
         if (call_cuda) {                                         \
-            printf("FAIL %-6s %-22s %s: op returned an error\n", dev_mode ? "device" : "host", name, desc_); \
+            printf("FAIL %-6s %-5s %-22s %s: op returned an error\n", mode_name[dev_mode], vp_cuda_math_name(be), name, desc_); \
             n_fail++;                                            \
         } else {                                                 \
             fetch(got, dy);                                      \
@@ -104,7 +122,7 @@ static void conv_case(int transposed, int N, int Ci, int Co, const int k[3], con
     char s[96];
     snprintf(s, sizeof s, "x(%d,%d,%d,%d,%d) k%d%d%d s%d%d%d p%d%s", N, Ci, D, H, W, k[0], k[1], k[2], st[0], st[1], st[2], pd[0],
              bias ? " b" : "");
-    vp_tensor *dx = on(x), *dw = on(w), *db = on(b);
+    vp_tensor *dx = on(x), *dw = onw(w), *db = on(b);
     CHECK_OP(transposed ? "conv_transpose3d" : "conv3d", s, want,
              transposed ? be->conv_transpose3d(be, dx, dw, db, &p, dy) : be->conv3d(be, dx, dw, db, &p, dy));
     off(dx, x), off(dw, w), off(db, b);
@@ -163,12 +181,12 @@ static void simple_cases(int N, int C, int D, int H, int W)
     int32_t *a = vp_malloc((size_t)nv * 4), *b = vp_malloc((size_t)nv * 4);
     vp_nn_ref_argmax_c(x, a);
     if (be->argmax_c(be, dx, b)) {
-        printf("FAIL %-6s argmax_c %s: op returned an error\n", dev_mode ? "device" : "host", s), n_fail++;
+        printf("FAIL %-6s argmax_c %s: op returned an error\n", mode_name[dev_mode], s), n_fail++;
     } else {
         int64_t bad = 0;
         for (int64_t i = 0; i < nv; i++) bad += a[i] != b[i];
         bad ? n_fail++ : n_pass++;
-        printf("%-4s %-6s %-22s %-34s %lld of %lld labels differ\n", bad ? "FAIL" : "ok", dev_mode ? "device" : "host", "argmax_c", s,
+        printf("%-4s %-6s %-5s %-22s %-34s %lld of %lld labels differ\n", bad ? "FAIL" : "ok", mode_name[dev_mode], "f32", "argmax_c", s,
                (long long)bad, (long long)nv);
     }
     free(a), free(b);
@@ -183,16 +201,21 @@ static double now(void)
     return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-/* 3x3x3 conv C->C, pad 1, on device tensors: median of reps, GFLOP/s (2 flops per MAC) */
-static void bench_conv(int N, int C, int S, int reps)
+/* 3x3x3 conv C->C, pad 1, on device tensors in layout cl: median of reps, TFLOP/s (2 flops per MAC) */
+static void bench_conv(int N, int C, int S, int reps, int cl)
 {
+    int64_t xs[5] = {N, C, S, S, S};
     vp_tensor *hx = rnd5(N, C, S, S, S, 1.0f), *hw = rnd5(C, C, 3, 3, 3, 0.1f);
-    vp_tensor *x = vp_cuda_tensor_new(0, 5, hx->shape), *w = vp_cuda_tensor_new(0, 5, hw->shape), *y = vp_cuda_tensor_new(0, 5, hx->shape);
+    vp_tensor *x = cl ? vp_cuda_tensor_new_cl(0, xs) : vp_cuda_tensor_new(0, 5, xs), *w = vp_cuda_tensor_new(0, 5, hw->shape);
+    vp_tensor *y = cl ? vp_cuda_tensor_new_cl(0, xs) : vp_cuda_tensor_new(0, 5, xs);
     if (!x || !w || !y || vp_cuda_upload(x, hx) || vp_cuda_upload(w, hw)) exit(1);
     vp_conv3d_params p = {{1, 1, 1}, {1, 1, 1}, {0, 0, 0}};
     double t[64], flops = 2.0 * N * C * C * 27 * (double)S * S * S;
     if (reps > 64) reps = 64;
-    if (be->conv3d(be, x, w, NULL, &p, y) || vp_cuda_synchronize(0)) exit(1); /* warm-up: algorithm choice */
+    if (be->conv3d(be, x, w, NULL, &p, y) || vp_cuda_synchronize(0)) { /* warm-up: algorithm choice */
+        printf("bench conv3d %s %s x(%d,%d,%d^3): not available (see stderr)\n", vp_cuda_math_name(be), cl ? "NDHWC" : "NCDHW", N, C, S);
+        goto out;
+    }
     for (int r = 0; r < reps; r++) {
         double t0 = now();
         if (be->conv3d(be, x, w, NULL, &p, y) || vp_cuda_synchronize(0)) exit(1);
@@ -200,36 +223,65 @@ static void bench_conv(int N, int C, int S, int reps)
     }
     for (int i = 1; i < reps; i++) /* insertion sort for the median */
         for (int j = i; j > 0 && t[j] < t[j - 1]; j--) { double u = t[j]; t[j] = t[j - 1], t[j - 1] = u; }
-    printf("bench conv3d 3x3x3 f32 (FMA, no TF32) x(%d,%d,%d^3): median %.3f ms over %d, %.1f TFLOP/s\n", N, C, S, t[reps / 2] * 1e3, reps,
-           flops / t[reps / 2] * 1e-12);
+    printf("bench conv3d 3x3x3 %-4s %s x(%d,%d,%d^3): median %.3f ms over %d, %.1f TFLOP/s\n", vp_cuda_math_name(be), cl ? "NDHWC" : "NCDHW", N, C,
+           S, t[reps / 2] * 1e3, reps, flops / t[reps / 2] * 1e-12);
+out:
     vp_cuda_tensor_free(&x), vp_cuda_tensor_free(&w), vp_cuda_tensor_free(&y);
     vp_tensor_free(&hx), vp_tensor_free(&hw);
+}
+
+static const int k3[3] = {3, 3, 3}, k1[3] = {1, 1, 1}, k2[3] = {2, 2, 2}, k133[3] = {1, 3, 3}, k122[3] = {1, 2, 2};
+static const int s1[3] = {1, 1, 1}, s2[3] = {2, 2, 2}, s122[3] = {1, 2, 2}, p0[3] = {0, 0, 0}, p1[3] = {1, 1, 1}, p011[3] = {0, 1, 1};
+
+static void conv_cases(void)
+{
+    conv_case(0, 2, irand(1, 8), irand(1, 8), k3, s1, p1, p0, irand(4, 12), irand(4, 12), irand(4, 12), 1);
+    conv_case(0, 1, irand(4, 16), irand(4, 16), k1, s1, p0, p0, irand(4, 12), irand(4, 12), irand(4, 12), 1);
+    conv_case(0, 2, irand(2, 8), irand(2, 8), k3, s2, p1, p0, irand(5, 13), irand(5, 13), irand(5, 13), 0);
+    conv_case(0, 1, irand(2, 8), irand(2, 8), k133, s122, p011, p0, irand(3, 9), irand(5, 13), irand(5, 13), 1);
+    conv_case(0, 1, 32, 32, k3, s1, p1, p0, 12, 12, 12, 1);
+    conv_case(1, 2, irand(2, 8), irand(2, 8), k2, s2, p0, p0, irand(3, 8), irand(3, 8), irand(3, 8), 1);
+    conv_case(1, 1, irand(2, 8), irand(2, 8), k122, s122, p0, p0, irand(3, 8), irand(3, 8), irand(3, 8), 0);
+    conv_case(1, 1, irand(2, 8), irand(2, 8), k3, s2, p1, s1, irand(3, 8), irand(3, 8), irand(3, 8), 1);
+}
+
+/* Out of device memory: a clear error on stderr naming the size, NULL/-1, exit code 4 through
+ * vp_cuda_exit_code; nothing on stdout (check.sh checks that). Returns the exit code. */
+static int oom_check(void)
+{
+    int64_t huge[5] = {64, 64, 1024, 1024, 1024}; /* 2^42 floats: 16 TiB */
+    vp_tensor *t = vp_cuda_tensor_new(0, 5, huge);
+    if (t) {
+        vp_cuda_tensor_free(&t);
+        fprintf(stderr, "test_cuda_ops: --oom: a 16 TiB tensor was allocated?\n");
+        return 1;
+    }
+    /* the device still works after the failed allocation */
+    vp_tensor *h = rnd5(1, 2, 3, 4, 5, 1.0f), *d = vp_cuda_tensor_new(0, 5, h->shape), *back = like(h->shape);
+    int same = d && !vp_cuda_upload(d, h) && !vp_cuda_download(back, d) && !memcmp(h->data, back->data, (size_t)vp_tensor_numel(h) * 4);
+    vp_cuda_tensor_free(&d), vp_tensor_free(&h), vp_tensor_free(&back);
+    if (!same) {
+        fprintf(stderr, "test_cuda_ops: --oom: the device does not work after an out-of-memory error\n");
+        return 1;
+    }
+    return vp_cuda_exit_code(1); /* 4: what a program exits with */
 }
 
 int main(int argc, char **argv)
 {
     vp_set_progname(argv[0]);
-    int bench = !(argc > 1 && !strcmp(argv[1], "--no-bench"));
+    int bench = !(argc > 1 && !strcmp(argv[1], "--no-bench")), oom = argc > 1 && !strcmp(argv[1], "--oom");
     char desc[256];
     if (!vp_cuda_built()) {
         fprintf(stderr, "test_cuda_ops: built without CUDA: nothing to test\n");
         return VP_ERR_DEVICE;
     }
-    if (!(be = vp_nn_backend_get("cuda"))) return VP_ERR_DEVICE;
+    if (!(be = vp_nn_backend_get("cuda:0:f32"))) return VP_ERR_DEVICE;
+    if (oom) return oom_check();
     printf("device: %s\n", vp_cuda_describe(0, desc, sizeof desc));
-    for (dev_mode = 1; dev_mode >= 0; dev_mode--) {
+    for (dev_mode = 2; dev_mode >= 0; dev_mode--) {
         rng = 0x9e3779b97f4a7c15ULL;
-        static const int k3[3] = {3, 3, 3}, k1[3] = {1, 1, 1}, k2[3] = {2, 2, 2}, k133[3] = {1, 3, 3}, k122[3] = {1, 2, 2};
-        static const int s1[3] = {1, 1, 1}, s2[3] = {2, 2, 2}, s122[3] = {1, 2, 2}, p0[3] = {0, 0, 0}, p1[3] = {1, 1, 1},
-                         p011[3] = {0, 1, 1};
-        conv_case(0, 2, irand(1, 8), irand(1, 8), k3, s1, p1, p0, irand(4, 12), irand(4, 12), irand(4, 12), 1);
-        conv_case(0, 1, irand(4, 16), irand(4, 16), k1, s1, p0, p0, irand(4, 12), irand(4, 12), irand(4, 12), 1);
-        conv_case(0, 2, irand(2, 8), irand(2, 8), k3, s2, p1, p0, irand(5, 13), irand(5, 13), irand(5, 13), 0);
-        conv_case(0, 1, irand(2, 8), irand(2, 8), k133, s122, p011, p0, irand(3, 9), irand(5, 13), irand(5, 13), 1);
-        conv_case(0, 1, 32, 32, k3, s1, p1, p0, 12, 12, 12, 1);
-        conv_case(1, 2, irand(2, 8), irand(2, 8), k2, s2, p0, p0, irand(3, 8), irand(3, 8), irand(3, 8), 1);
-        conv_case(1, 1, irand(2, 8), irand(2, 8), k122, s122, p0, p0, irand(3, 8), irand(3, 8), irand(3, 8), 0);
-        conv_case(1, 1, irand(2, 8), irand(2, 8), k3, s2, p1, s1, irand(3, 8), irand(3, 8), irand(3, 8), 1);
+        conv_cases();
         norm_case(2, 16, 8, irand(3, 12), irand(3, 12), irand(3, 12), 1, 0, 0);
         norm_case(1, 8, 2, 16, 16, 16, 0, 0, 100.0f);
         norm_case(1, 4, 1, 40, 40, 40, 1, 0, 0); /* several chunks per group */
@@ -240,10 +292,26 @@ int main(int argc, char **argv)
         simple_cases(2, irand(2, 9), irand(2, 9), irand(2, 9), irand(2, 9));
         simple_cases(1, 26, 7, 5, 3);
     }
+    /* the other convolution maths, 1e-2 relative */
+    static const char *const maths[3] = {"cuda:0:tf32", "cuda:0:f16", "cuda:0:bf16"};
+    rel_tol = 1e-2;
+    for (int m = 0; m < 3; m++) {
+        if (!(be = vp_nn_backend_get(maths[m]))) return VP_ERR_DEVICE;
+        for (dev_mode = 2; dev_mode >= 0; dev_mode--) {
+            rng = 0x9e3779b97f4a7c15ULL;
+            conv_cases();
+        }
+    }
+    rel_tol = 0;
     printf("cuda ops vs reference: %d passed, %d failed\n", n_pass, n_fail);
     if (bench && !n_fail) {
-        bench_conv(2, 32, 96, 10);
-        bench_conv(1, 16, 128, 10);
+        static const char *const all[4] = {"cuda:0:f32", "cuda:0:tf32", "cuda:0:f16", "cuda:0:bf16"};
+        for (int m = 0; m < 4; m++) {
+            be = vp_nn_backend_get(all[m]);
+            for (int cl = 0; cl < 2; cl++) bench_conv(2, 32, 96, 10, cl);
+        }
+        be = vp_nn_backend_get("cuda:0:f32");
+        bench_conv(1, 16, 128, 10, 0);
     }
     return n_fail ? 1 : 0;
 }

@@ -1,0 +1,239 @@
+// nn_cuda_mem.cu - device memory of the CUDA backend (see nn_cuda.h): device tensors (NCDHW or
+// NDHWC) and the pool-backed activations, peak accounting, pinned host memory, chunked
+// double-buffered host <-> device copies, upload/download with the layout conversion.
+#include "nn_cuda_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// ---- pinned host memory and chunked copies
+
+static const size_t PIN_CHUNK = (size_t)16 << 20; // bytes per pinned buffer (two per device)
+
+static int is_pinned(const void *p)
+{
+    cudaPointerAttributes pa;
+    if (cudaPointerGetAttributes(&pa, p) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return pa.type == cudaMemoryTypeHost;
+}
+
+static int pinned_ready(vp_cuda_ctx *c)
+{
+    for (int i = 0; i < 2; i++)
+        if (!c->pinned[i]) {
+            CUDA_CHECK(cudaHostAlloc(&c->pinned[i], PIN_CHUNK, cudaHostAllocDefault));
+            CUDA_CHECK(cudaEventCreateWithFlags(&c->pinned_done[i], cudaEventDisableTiming));
+        }
+    return 0;
+fail:
+    return vp_error("cuda: cannot allocate pinned host staging buffers");
+}
+
+// Host -> device: the host copies chunk k into pinned buffer k % 2 while the device copies chunk
+// k - 1 out of the other one; an event per buffer says when it may be refilled.
+int vp_cuda_h2d(vp_cuda_ctx *c, void *dst, const void *src, size_t bytes)
+{
+    if (bytes >= PIN_CHUNK && !is_pinned(src) && pinned_ready(c) == 0) {
+        for (size_t off = 0, k = 0; off < bytes; off += PIN_CHUNK, k++) {
+            size_t n = bytes - off < PIN_CHUNK ? bytes - off : PIN_CHUNK;
+            int b = (int)(k & 1);
+            CUDA_CHECK(cudaEventSynchronize(c->pinned_done[b]));
+            memcpy(c->pinned[b], (const char *)src + off, n);
+            CUDA_CHECK(cudaMemcpyAsync((char *)dst + off, c->pinned[b], n, cudaMemcpyHostToDevice, c->stream));
+            CUDA_CHECK(cudaEventRecord(c->pinned_done[b], c->stream));
+        }
+    } else {
+        CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream));
+    }
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    return 0;
+fail:
+    return -1;
+}
+
+// Device -> host: chunk k goes into pinned buffer k % 2; the host copies chunk k - 1 out while it
+// arrives.
+int vp_cuda_d2h(vp_cuda_ctx *c, void *dst, const void *src, size_t bytes)
+{
+    if (bytes >= PIN_CHUNK && !is_pinned(dst) && pinned_ready(c) == 0) {
+        size_t nk = (bytes + PIN_CHUNK - 1) / PIN_CHUNK;
+        for (size_t k = 0; k <= nk; k++) {
+            if (k < nk) {
+                size_t off = k * PIN_CHUNK, n = bytes - off < PIN_CHUNK ? bytes - off : PIN_CHUNK;
+                CUDA_CHECK(cudaMemcpyAsync(c->pinned[k & 1], (const char *)src + off, n, cudaMemcpyDeviceToHost, c->stream));
+                CUDA_CHECK(cudaEventRecord(c->pinned_done[k & 1], c->stream));
+            }
+            if (k > 0) {
+                size_t j = k - 1, off = j * PIN_CHUNK, n = bytes - off < PIN_CHUNK ? bytes - off : PIN_CHUNK;
+                CUDA_CHECK(cudaEventSynchronize(c->pinned_done[j & 1]));
+                memcpy((char *)dst + off, c->pinned[j & 1], n);
+            }
+        }
+    } else {
+        CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream));
+    }
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    return 0;
+fail:
+    return -1;
+}
+
+extern "C" vp_tensor *vp_cuda_pinned_new(int ndim, const int64_t *shape)
+{
+    vp_tensor *t = (vp_tensor *)vp_calloc(1, sizeof *t);
+    *t = vp_tensor_view(NULL, ndim, shape);
+    size_t bytes = (size_t)vp_tensor_numel(t) * sizeof(float);
+    CUDA_CHECK(cudaHostAlloc((void **)&t->data, bytes ? bytes : 4, cudaHostAllocDefault));
+    return t;
+fail:
+    vp_error("cuda: cannot allocate %.1f MiB of pinned host memory", bytes / 1048576.0);
+    free(t);
+    return NULL;
+}
+
+extern "C" void vp_cuda_pinned_free(vp_tensor **t)
+{
+    if (!t || !*t) return;
+    if ((*t)->data) cudaFreeHost((*t)->data);
+    free(*t);
+    *t = NULL;
+}
+
+static size_t tensor_bytes[VP_CUDA_MAXDEV], tensor_peak[VP_CUDA_MAXDEV]; // held by device tensors now, at the peak
+
+extern "C" size_t vp_cuda_peak_bytes(int ordinal, int reset)
+{
+    if (!vp_cuda_ctx_get(ordinal)) return 0;
+    cudaMemPool_t pool;
+    uint64_t high = 0;
+    if (cudaDeviceGetDefaultMemPool(&pool, ordinal) != cudaSuccess ||
+        cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &high) != cudaSuccess)
+        cudaGetLastError(), high = 0;
+    size_t r = tensor_peak[ordinal] + (size_t)high;
+    if (reset) {
+        uint64_t zero = 0;
+        tensor_peak[ordinal] = tensor_bytes[ordinal];
+        if (cudaMemPoolSetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &zero) != cudaSuccess) cudaGetLastError();
+    }
+    return r;
+}
+
+static vp_tensor *tensor_new(int ordinal, int ndim, const int64_t *shape, int layout)
+{
+    if (vp_cu_ordinal_ok(ordinal)) return NULL;
+    vp_tensor *t = (vp_tensor *)vp_calloc(1, sizeof *t);
+    size_t bytes;
+    *t = vp_tensor_view(NULL, ndim, shape); // shape, strides, overflow checks
+    bytes = (size_t)vp_tensor_numel(t) * sizeof(float);
+    CUDA_CHECK(cudaSetDevice(ordinal));
+    CUDA_CHECK(cudaMalloc((void **)&t->data, bytes ? bytes : 4));
+    t->device = ordinal + 1;
+    t->owns = 0;
+    vp_cu_set_layout(t, layout);
+    tensor_bytes[ordinal] += bytes;
+    if (tensor_bytes[ordinal] > tensor_peak[ordinal]) tensor_peak[ordinal] = tensor_bytes[ordinal];
+    return t;
+fail:
+    {
+        char s[96];
+        vp_error("cuda:%d: cannot allocate tensor %s (%.1f MiB of device memory)", ordinal, vp_tensor_shape_str(t, s, sizeof s),
+                 (double)vp_tensor_numel(t) * 4 / 1048576.0);
+    }
+    free(t);
+    return NULL;
+}
+
+extern "C" vp_tensor *vp_cuda_tensor_new(int ordinal, int ndim, const int64_t *shape)
+{
+    return tensor_new(ordinal, ndim, shape, VP_CUDA_NCDHW);
+}
+
+extern "C" vp_tensor *vp_cuda_tensor_new_cl(int ordinal, const int64_t shape[5])
+{
+    return tensor_new(ordinal, 5, shape, VP_CUDA_NDHWC);
+}
+
+vp_tensor *vp_cu_act_new(vp_cuda_ctx *c, const int64_t shape[5], int l)
+{
+    vp_tensor *t = (vp_tensor *)vp_calloc(1, sizeof *t);
+    *t = vp_tensor_view(NULL, 5, shape);
+    char s[96], what[128];
+    snprintf(what, sizeof what, "activation %s", vp_tensor_shape_str(t, s, sizeof s));
+    if (!(t->data = (float *)vp_cuda_tmp(c, (size_t)vp_tensor_numel(t) * sizeof(float), what))) {
+        free(t);
+        return NULL;
+    }
+    t->device = c->dev + 1;
+    vp_cu_set_layout(t, l);
+    return t;
+}
+
+void vp_cu_act_free(vp_cuda_ctx *c, vp_tensor **t)
+{
+    if (!t || !*t) return;
+    if ((*t)->data) cudaFreeAsync((*t)->data, c->stream);
+    free(*t);
+    *t = NULL;
+}
+
+extern "C" void vp_cuda_tensor_free(vp_tensor **t)
+{
+    if (!t || !*t) return;
+    if ((*t)->device > 0 && (*t)->data) {
+        const int dev = (*t)->device - 1;
+        const size_t bytes = (size_t)vp_tensor_numel(*t) * sizeof(float);
+        cudaSetDevice(dev);
+        cudaError_t e = cudaFree((*t)->data);
+        if (dev < VP_CUDA_MAXDEV && tensor_bytes[dev] >= bytes) tensor_bytes[dev] -= bytes;
+        if (e != cudaSuccess) vp_cuda_report(__FILE__, __LINE__, "cudaFree(t->data)", cudaGetErrorName(e), cudaGetErrorString(e));
+    }
+    free(*t);
+    *t = NULL;
+}
+
+// a context for copies on a device that has no backend yet: create the backend
+static vp_cuda_ctx *ctx_for(int dev)
+{
+    if (!vp_cuda_ctx_get(dev) && !vp_nn_backend_cuda_math(dev, VP_CUDA_F32)) return NULL;
+    return vp_cuda_ctx_get(dev);
+}
+
+static int copy(vp_tensor *dst, const vp_tensor *src, int up, const char *what)
+{
+    char s[96], u[96];
+    const vp_tensor *dv = up ? dst : src, *hv = up ? src : dst;
+    if (!vp_tensor_same_shape(dst, src) || !vp_tensor_is_contiguous(hv))
+        return vp_error("cuda: %s: shapes %s and %s differ or the host tensor is not contiguous", what,
+                        vp_tensor_shape_str(dst, s, sizeof s), vp_tensor_shape_str(src, u, sizeof u));
+    if (dv->device < 1 || hv->device != 0) return vp_error("cuda: %s: expected one host and one device tensor", what);
+    int l = vp_cuda_tensor_layout(dv);
+    if (l < 0) return vp_error("cuda: %s: the device tensor is neither NCDHW nor NDHWC", what);
+    vp_cuda_ctx *c = ctx_for(dv->device - 1);
+    if (!c) return -1;
+    size_t bytes = (size_t)vp_tensor_numel(src) * sizeof(float);
+    float *tmp = NULL;
+    const int64_t N = dv->ndim == 5 ? dv->shape[0] : 1, C = dv->ndim == 5 ? dv->shape[1] : 1, S = vp_tensor_numel(dv) / (N * C);
+    CUDA_CHECK(cudaSetDevice(c->dev));
+    if (l == VP_CUDA_NCDHW) return up ? vp_cuda_h2d(c, dst->data, src->data, bytes) : vp_cuda_d2h(c, dst->data, src->data, bytes);
+    // NDHWC: through a device temporary, permuted on the device
+    if (!(tmp = (float *)vp_cuda_tmp(c, bytes, what))) return -1;
+    if (up) {
+        if (vp_cuda_h2d(c, tmp, src->data, bytes) || vp_k_convert(c, tmp, VP_DT_F32, dst->data, VP_DT_F32, N, C, S)) goto fail;
+    } else {
+        if (vp_k_convert(c, src->data, VP_DT_F32, tmp, VP_DT_F32, N, S, C) || vp_cuda_d2h(c, dst->data, tmp, bytes)) goto fail;
+    }
+    CUDA_CHECK(cudaFreeAsync(tmp, c->stream));
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    return 0;
+fail:
+    if (tmp) cudaFreeAsync(tmp, c->stream);
+    return -1;
+}
+
+extern "C" int vp_cuda_upload(vp_tensor *dev, const vp_tensor *host) { return copy(dev, host, 1, "upload"); }
+extern "C" int vp_cuda_download(vp_tensor *host, const vp_tensor *dev) { return copy(host, dev, 0, "download"); }
+

@@ -1,0 +1,47 @@
+// tests/gpu/emu/emu_rt.h - the whole CUDA backend on the CPU (tests/gpu/emulate.sh): the CUDA
+// runtime and cuDNN calls the backend makes become host memory operations on a pretend device 0
+// (device memory is host memory; allocations can be made to fail past a budget to test the
+// out-of-memory paths), then lib/cuda's internal header, then the kernel emulation of emu.h. The
+// convolutions (cuDNN) are replaced by emu_conv.cc (the reference ops), so this checks the
+// backend's logic -- staging, layouts, in-place rules, errors, the device SegResNet and the
+// sliding window -- with the test programs of tests/gpu, not cuDNN itself.
+#pragma once
+#include <cuda_runtime.h>
+#include <cudnn.h>
+#include <stdlib.h>
+#include <string.h>
+cudaError_t emu_malloc(void **p, size_t n);
+cudaError_t emu_free(void *p);
+cudaError_t emu_ptr_attr(cudaPointerAttributes *a, const void *p);
+cudaError_t emu_mem_info(size_t *f, size_t *t);
+cudaError_t emu_props(cudaDeviceProp *p, int d);
+cudaError_t emu_memcpy2d(void *d, size_t dp, const void *s, size_t sp, size_t w, size_t h);
+#define cudaMalloc(p, n) emu_malloc((void **)(p), n)
+#define cudaMallocAsync(p, n, s) emu_malloc((void **)(p), n)
+#define cudaHostAlloc(p, n, f) emu_malloc((void **)(p), n)
+#define cudaFree(p) emu_free(p)
+#define cudaFreeAsync(p, s) emu_free(p)
+#define cudaFreeHost(p) emu_free(p)
+#define cudaMemcpyAsync(d, s, n, k, st) (memcpy(d, s, n), cudaSuccess)
+#define cudaMemcpy2DAsync(d, dp, s, sp, w, h, k, st) emu_memcpy2d(d, dp, s, sp, w, h)
+#define cudaMemsetAsync(p, v, n, s) (memset(p, v, n), cudaSuccess)
+#define cudaSetDevice(d) cudaSuccess
+#define cudaStreamSynchronize(s) cudaSuccess
+#define cudaDeviceSynchronize() cudaSuccess
+#define cudaStreamCreateWithFlags(s, f) (*(s) = (cudaStream_t)1, cudaSuccess)
+#define cudaEventCreateWithFlags(e, f) (*(e) = (cudaEvent_t)1, cudaSuccess)
+#define cudaEventSynchronize(e) cudaSuccess
+#define cudaEventRecord(e, s) cudaSuccess
+#define cudaGetDeviceCount(n) (*(n) = 1, cudaSuccess)
+#define cudaGetLastError() cudaSuccess
+#define cudaPointerGetAttributes(a, p) emu_ptr_attr(a, p)
+#define cudaDeviceGetDefaultMemPool(p, d) (*(p) = (cudaMemPool_t)1, cudaSuccess)
+#define cudaMemPoolSetAttribute(p, a, v) cudaSuccess
+#define cudaMemPoolGetAttribute(p, a, v) (*(uint64_t *)(v) = 0, cudaSuccess)
+#define cudaMemGetInfo(f, t) emu_mem_info(f, t)
+#define cudaGetDeviceProperties(p, d) emu_props(p, d)
+#define cudnnCreate(h) (*(h) = (cudnnHandle_t)1, CUDNN_STATUS_SUCCESS)
+#define cudnnSetStream(h, s) CUDNN_STATUS_SUCCESS
+#define cudnnGetVersion() ((size_t)91900)
+#include "nn_cuda_int.h"
+#include "emu.h"

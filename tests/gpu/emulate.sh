@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# tests/gpu/emulate.sh - the CUDA backend without a GPU, in two parts:
+#  1. kernels: lib/cuda/nn_cuda_kernels.cu, nn_cuda_kernels_grad.cu and nn_cuda_sliding.cu are
+#     turned into host C++ (tests/gpu/emu/prep.py: launches become loops over blocks and threads,
+#     emu.h; shared-memory reductions run as real threads at a barrier) and checked against the
+#     reference ops (tests/gpu/emu/test_emu_*.cc);
+#  2. the whole backend: every lib/cuda file but the cuDNN one, on a pretend device whose memory is
+#     host memory with a 4 GiB budget (emu_rt.h/.cc; the convolutions are the reference ops), runs
+#     the GPU test programs themselves -- test_cuda_ops (also --oom), test_cuda_grad,
+#     test_cuda_sliding, test_cuda_segresnet -- and counts leaked and doubly freed device memory.
+# This checks indexing, layouts, staging, in-place rules, errors, memory handling, the deterministic
+# sums and the sliding window's ring band on any machine; cuDNN, the precisions' numerics, streams
+# and real parallel execution are left to tests/gpu/check.sh on a GPU. Needs build/ (make) for the
+# library objects, and CUDA's headers (/usr/local/cuda/include). About 4 minutes on 2 cores.
+#   usage: tests/gpu/emulate.sh        exit 0 all pass, 1 a failure
+#   env:   EMU_SAN=1  the same under AddressSanitizer + UndefinedBehaviorSanitizer (needs build-san/:
+#          make SAN=1), which also catches out-of-bounds indexing in the kernels
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+LIBB=build B=build/gpu-emu SAN=() SANMAKE=0
+# shellcheck disable=SC2054 # -fsanitize=address,undefined is one flag
+[ "${EMU_SAN:-0}" = 1 ] && LIBB=build-san B=build-san/gpu-emu SAN=(-fsanitize=address,undefined -fno-omit-frame-pointer) SANMAKE=1
+mkdir -p "$B"
+[ -f "$CUDA_HOME/include/cuda_fp16.h" ] || { echo "emulate: SKIP: no CUDA headers in $CUDA_HOME/include"; exit 0; }
+ls "$LIBB"/lib/*.o >/dev/null 2>&1 || { echo "emulate: build the library first (make, or make SAN=1 for EMU_SAN=1)"; exit 1; }
+CXX=${CXX:-g++}
+FL=(-std=c++20 -pthread -O1 -g -w "${SAN[@]}" -Ilib -Itests/gpu/emu -I"$CUDA_HOME/include" -I/usr/include/nifti)
+for f in nn_cuda_kernels nn_cuda_kernels_grad nn_cuda_sliding; do
+    python3 tests/gpu/emu/prep.py "lib/cuda/$f.cu" >"$B/$f.cc" || exit 1
+done
+# the sliding window's entry point under another name (the emulated tensors are host tensors)
+sed -i 's/#include "emu.h"/#include "emu_sl.h"/; s/extern "C" int vp_cuda_sliding_window/int emu_sliding_window/' "$B/nn_cuda_sliding.cc"
+# the library without the CUDA objects, with the stub
+cc -std=c11 -D_GNU_SOURCE -O1 "${SAN[@]}" -Ilib -I/usr/include/nifti -c -o "$B/stub.o" lib/nn_cuda_stub.c || exit 1
+rm -f "$B/libnocuda.a"
+ar rcs "$B/libnocuda.a" "$LIBB"/lib/*.o "$B/stub.o"
+LDLIBS=$(make -s SAN=$SANMAKE print-ldlibs)
+# shellcheck disable=SC2086 # the link line is meant to split into words
+"$CXX" "${FL[@]}" -o "$B/test_emu_kernels" tests/gpu/emu/test_emu_kernels.cc "$B/nn_cuda_kernels.cc" "$B/nn_cuda_kernels_grad.cc" \
+    "$B/libnocuda.a" $LDLIBS || exit 1
+# shellcheck disable=SC2086
+"$CXX" "${FL[@]}" -o "$B/test_emu_sliding" tests/gpu/emu/test_emu_sliding.cc "$B/nn_cuda_sliding.cc" "$B/libnocuda.a" $LDLIBS || exit 1
+rc=0
+"$B/test_emu_kernels" || rc=1
+"$B/test_emu_sliding" || rc=1
+
+# ---- 2: the whole backend on the pretend device, with the GPU test programs
+R=$B/rt
+mkdir -p "$R"
+for f in nn_cuda nn_cuda_mem nn_cuda_ops nn_cuda_grad nn_cuda_segresnet nn_cuda_sliding nn_cuda_kernels nn_cuda_kernels_grad; do
+    python3 tests/gpu/emu/prep.py "lib/cuda/$f.cu" emu_rt.h >"$R/$f.cc" && "$CXX" "${FL[@]}" -Ilib/cuda -c -o "$R/$f.o" "$R/$f.cc" || exit 1
+done
+"$CXX" "${FL[@]}" -Ilib/cuda -c -o "$R/emu_rt.o" tests/gpu/emu/emu_rt.cc || exit 1
+rm -f "$R/libnostub.a"
+ar rcs "$R/libnostub.a" "$LIBB"/lib/*.o
+for t in test_cuda_ops test_cuda_grad test_cuda_sliding test_cuda_segresnet; do
+    cc -std=c11 -D_GNU_SOURCE -O1 -g "${SAN[@]}" -Ilib -I/usr/include/nifti -DVP_HAVE_CUDA -c -o "$R/$t.o" "tests/gpu/$t.c" || exit 1
+    # shellcheck disable=SC2086
+    "$CXX" -pthread "${SAN[@]}" -o "$R/$t" "$R/$t.o" "$R"/nn_cuda*.o "$R/emu_rt.o" "$R/libnostub.a" $LDLIBS || exit 1
+done
+for t in test_cuda_ops test_cuda_grad test_cuda_sliding test_cuda_segresnet; do
+    out=$("$R/$t" --no-bench 2>"$R/$t.err"); e=$?
+    printf '%s\n' "$out" | grep -v '^ok'
+    echo "emulated $t: exit $e; $(grep '^emu:' "$R/$t.err")"
+    [ $e -eq 0 ] || { rc=1; tail -5 "$R/$t.err"; }
+done
+"$R/test_cuda_ops" --oom >"$R/oom.out" 2>"$R/oom.err"; e=$?
+if [ $e -eq 4 ] && grep -q 'out of device memory' "$R/oom.err" && [ ! -s "$R/oom.out" ]; then echo "emulated out of device memory: ok (exit 4, message on stderr only)"
+else echo "emulated out of device memory: FAIL (exit $e)"; rc=1; fi
+echo "emulate: $([ $rc -eq 0 ] && echo PASS || echo FAIL)"
+exit $rc
