@@ -139,6 +139,8 @@ golden: test-deps
 	.venv/bin/python tests/scripts/make_golden_resample.py "$(DATA)"
 	.venv/bin/python tests/scripts/make_golden_preproc.py "$(DATA)" tests/golden/preproc
 	.venv/bin/python tests/scripts/make_golden_hausdorff.py "$(DATA)"
+	.venv/bin/python tests/scripts/make_golden_train.py "$(DATA)"
+	.venv/bin/python tests/scripts/make_golden_augment.py "$(DATA)"
 
 demo: all test-deps
 	@scripts/demo.sh "$(DATA)"

@@ -16,6 +16,16 @@
  * Numerics follow PyTorch f32 on CPU: torch.nn's default initialisation distributions (seeded with
  * voxpipe's own generator, so not torch's bytes; parity tests load the peer's weights), MONAI DiceCELoss and nnU-Net's DC_and_CE_loss with deep supervision, torch.optim.AdamW
  * and torch.optim.SGD(nesterov) update formulas, clip_grad_norm_.
+ *
+ * Reverse pass (lib/nn_train_segresnet.c, lib/nn_train_unet.c): hand-written per architecture, no
+ * recomputation. Forward allocates every activation on a tape owned by the model and keeps
+ * pointers to what backward needs (each conv's input, each norm's input, each activation's
+ * output); backward walks the layers in reverse with the backward ops of lib/nn_grad.h (the
+ * reference ones for the "ref" backend, the multi-threaded CPU ones otherwise), writing each
+ * parameter's gradient into its slice of the flat gradient buffer, and the tape is released at
+ * the end of the step. Norm statistics are recomputed from the saved inputs (cheap, exact).
+ * Implementation files: nn_train.c (registry, step, save/load; private nn_train_int.h), nn_loss.c
+ * (nn_loss.h), nn_optim.c, nn_st_write.c (nn_st_write.h).
  */
 #ifndef VP_NN_TRAIN_H
 #define VP_NN_TRAIN_H

@@ -1,0 +1,400 @@
+/* nn_grad_fast.c - the CPU backward ops (see nn_grad.h): convolution gradients and group norm,
+ * multi-threaded with lib/parallel.h, deterministic for any thread count; the reference for the
+ * cheap element-wise ops.
+ *
+ * conv3d dx: the gradient of a convolution is a convolution of dy with the flipped, transposed
+ *   weights. dy is scattered once into a zero buffer (N, Co, D+kd-1, H+kh-1, W+kw-1) at
+ *   (k-1-p) + o*s (zero-inserted when strided) and the CPU backend's fast conv3d (stride 1, no
+ *   padding) runs on it with w'[ci][co][k] = w[co][ci][K-1-k]; it needs p <= k-1 (the reference
+ *   otherwise).
+ * conv_transpose3d dx: conv3d(dy, w) with the same stride and padding, on the fast conv3d.
+ * dw (both): the (n, od) output planes are split into at most NCHUNK chunks fixed by the shape;
+ *   each chunk sums its planes into its own partial dw, and the partials are added in chunk order
+ *   (f64). Within a chunk, a block of 4 output channels x 3 kw taps of one (ci, kd, kh) keeps its
+ *   12 sums in vector registers over all the chunk's rows: per vector of outputs, 4 loads of dy
+ *   and 3 of x, then 12 multiply-adds. The input is copied once into a zero-padded buffer so the loops
+ *   have no bounds tests.
+ * group norm, relu / leaky relu, upsampling: lib/nn_grad_fast_elem.c.
+ */
+#include "nn_grad.h"
+#include "nn_grad_fast_elem.h"
+#include "parallel.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NCHUNK 16 /* at most this many partial weight gradients */
+#define COB 4     /* output channels per register block */
+
+typedef float v8 __attribute__((vector_size(8 * sizeof(float))));
+typedef int v8i __attribute__((vector_size(8 * sizeof(int))));
+
+static inline __attribute__((always_inline)) void load8(v8 *v, const float *p, int sw)
+{
+    if (sw == 1) {
+        memcpy(v, p, sizeof *v);
+    } else if (sw == 2) {
+        v8 lo, hi;
+        memcpy(&lo, p, sizeof lo), memcpy(&hi, p + 8, sizeof hi);
+        *v = __builtin_shuffle(lo, hi, (v8i){0, 2, 4, 6, 8, 10, 12, 14});
+    } else {
+        for (int l = 0; l < 8; l++) (*v)[l] = p[l * sw];
+    }
+}
+
+/* ---- zero padding (and zero insertion) of a 5-D tensor into a new buffer with slack */
+
+struct scatter_job {
+    const float *x;
+    float *xp;
+    int64_t C, D, H, W, Dp, Hp, Wp;
+    int off[3], step[3];
+};
+
+/* Item = one (n, c) volume of the destination: zeros, then x[d][h][w] at off + i*step. */
+static void scatter_range(void *ctx, uint64_t begin, uint64_t end, int worker)
+{
+    const struct scatter_job *j = ctx;
+    for (uint64_t i = begin; i < end; i++) {
+        float *dst = j->xp + (int64_t)i * j->Dp * j->Hp * j->Wp;
+        const float *src = j->x + (int64_t)i * j->D * j->H * j->W;
+        memset(dst, 0, (size_t)(j->Dp * j->Hp * j->Wp) * sizeof *dst);
+        for (int64_t d = 0; d < j->D; d++)
+            for (int64_t h = 0; h < j->H; h++) {
+                float *row = dst + ((j->off[0] + d * j->step[0]) * j->Hp + j->off[1] + h * j->step[1]) * j->Wp + j->off[2];
+                const float *s = src + (d * j->H + h) * j->W;
+                if (j->step[2] == 1) memcpy(row, s, (size_t)j->W * sizeof *row);
+                else
+                    for (int64_t w = 0; w < j->W; w++) row[w * j->step[2]] = s[w];
+            }
+    }
+}
+
+/* A zeroed (N, C, Dp, Hp, Wp) buffer (plus 64 floats of slack) holding x at off + i*step. */
+static float *scatter(const vp_tensor *x, const int64_t dims[3], const int off[3], const int step[3])
+{
+    struct scatter_job j = {x->data, NULL, x->shape[1], x->shape[2], x->shape[3], x->shape[4], dims[0], dims[1], dims[2],
+                            {off[0], off[1], off[2]}, {step[0], step[1], step[2]}};
+    int64_t n = x->shape[0] * x->shape[1] * j.Dp * j.Hp * j.Wp;
+    j.xp = vp_malloc((size_t)(n + 64) * sizeof(float));
+    memset(j.xp + n, 0, 64 * sizeof(float));
+    vp_parallel_for((uint64_t)(x->shape[0] * x->shape[1]), 1, scatter_range, &j);
+    return j.xp;
+}
+
+/* ---- conv3d dx and conv_transpose3d dx on the fast forward convolution */
+
+static int fast_conv3d_bwd_data(const vp_tensor *dy, const vp_tensor *w, const vp_conv3d_params *p, vp_tensor *dx)
+{
+    int64_t os[5];
+    if (vp_nn_check_act("conv3d_bwd_data", "gradient", dy) || vp_nn_conv3d_shape(dx, w, NULL, p, os)) return -1;
+    if (vp_nn_check_out("conv3d_bwd_data", dy, os)) return -1;
+    const int64_t Co = w->shape[0], Ci = w->shape[1], K[3] = {w->shape[2], w->shape[3], w->shape[4]};
+    for (int a = 0; a < 3; a++)
+        if (p->pad[a] > K[a] - 1) return vp_nn_ref_conv3d_bwd_data(dy, w, p, dx);
+    int64_t dims[3];
+    int off[3], step[3];
+    for (int a = 0; a < 3; a++) {
+        dims[a] = dx->shape[2 + a] + K[a] - 1;
+        off[a] = (int)(K[a] - 1 - p->pad[a]);
+        step[a] = p->stride[a];
+    }
+    float *buf = scatter(dy, dims, off, step);
+    const int64_t KK = K[0] * K[1] * K[2];
+    float *wt = vp_malloc((size_t)(Co * Ci * KK) * sizeof *wt);
+    for (int64_t co = 0; co < Co; co++)
+        for (int64_t ci = 0; ci < Ci; ci++)
+            for (int64_t k = 0; k < KK; k++) wt[(ci * Co + co) * KK + (KK - 1 - k)] = w->data[(co * Ci + ci) * KK + k];
+    int64_t bs[5] = {dy->shape[0], Co, dims[0], dims[1], dims[2]}, ws[5] = {Ci, Co, K[0], K[1], K[2]};
+    vp_tensor tb = vp_tensor_view(buf, 5, bs), tw = vp_tensor_view(wt, 5, ws);
+    vp_conv3d_params q = {{1, 1, 1}, {0, 0, 0}, {0, 0, 0}};
+    const vp_nn_backend *be = vp_nn_backend_cpu();
+    int rc = be->conv3d(be, &tb, &tw, NULL, &q, dx);
+    free(wt);
+    free(buf);
+    return rc;
+}
+
+static int fast_convt_bwd_data(const vp_tensor *dy, const vp_tensor *w, const vp_conv3d_params *p, vp_tensor *dx)
+{
+    vp_conv3d_params q = *p;
+    memset(q.out_pad, 0, sizeof q.out_pad);
+    int64_t os[5];
+    if (vp_nn_check_act("conv_transpose3d_bwd_data", "gradient", dy) || vp_nn_conv3d_shape(dy, w, NULL, &q, os) ||
+        vp_nn_check_out("conv_transpose3d_bwd_data", dx, os))
+        return -1;
+    const vp_nn_backend *be = vp_nn_backend_cpu();
+    return be->conv3d(be, dy, w, NULL, &q, dx);
+}
+
+/* ---- weight gradients */
+
+struct dw_job {
+    const float *xp; /* padded input (N, Ci, Dp, Hp, Wp) */
+    const float *dy; /* (N, Co, Do, Ho, Wo) */
+    double *part;    /* (nchunk, Co, Ci, KD, KH, KW) */
+    int64_t N, Ci, Co, Dp, Hp, Wp, Do, Ho, Wo, KD, KH, KW, planes_per_chunk;
+    int sd, sh, sw;
+};
+
+/* Plane kernels: the sums over the output planes p0 .. p1 (plane = n * Do + od) of dy[co0 + c] times
+ * x[ci] shifted by the taps (kd, kh, kw0 + t), for 4 output channels c and 3 taps t, into
+ * out[c * 3 + t]. The 12 accumulators are named variables so they stay in registers over all the
+ * planes; rows are swept VL outputs at a time (VL = 8 or 16), then a scalar tail. */
+#define DW_PLANE(NAME, VT, VL, SW, LOAD)                                                                             \
+    static inline __attribute__((always_inline)) void NAME(const struct dw_job *j, int64_t p0, int64_t p1,     \
+                                                           int64_t co0, int64_t ci, int64_t kd, int64_t kh,    \
+                                                           int64_t kw0, int nco, float *out)                   \
+    {                                                                                                          \
+        const int64_t pl = j->Do * j->Ho * j->Wo, Wv = j->Wo / VL * VL;                                        \
+        const int sw = SW ? SW : j->sw;                                                                        \
+        VT a00 = {0}, a01 = {0}, a02 = {0}, a10 = {0}, a11 = {0}, a12 = {0};                                   \
+        VT a20 = {0}, a21 = {0}, a22 = {0}, a30 = {0}, a31 = {0}, a32 = {0};                                   \
+        float t[4][3] = {{0}};                                                                                 \
+        for (int64_t pi = p0; pi < p1; pi++) {                                                                 \
+        const int64_t n = pi / j->Do, od = pi % j->Do;                                                         \
+        const float *xpl = j->xp + ((n * j->Ci + ci) * j->Dp + od * j->sd + kd) * j->Hp * j->Wp + kh * j->Wp + kw0; \
+        const float *d0 = j->dy + ((n * j->Co + co0) * j->Do + od) * j->Ho * j->Wo;                            \
+        const float *d1 = d0 + (nco > 1 ? pl : 0), *d2 = d0 + (nco > 2 ? 2 * pl : 0), *d3 = d0 + (nco > 3 ? 3 * pl : 0); \
+        for (int64_t oh = 0; oh < j->Ho; oh++) {                                                               \
+            const float *xr = xpl + oh * j->sh * j->Wp;                                                        \
+            const int64_t r = oh * j->Wo;                                                                      \
+            for (int64_t ow = 0; ow < Wv; ow += VL) {                                                          \
+                VT x0, x1, x2, g0, g1, g2, g3;                                                                 \
+                LOAD(&x0, xr + ow * sw, sw), LOAD(&x1, xr + ow * sw + 1, sw), LOAD(&x2, xr + ow * sw + 2, sw);  \
+                memcpy(&g0, d0 + r + ow, sizeof g0), memcpy(&g1, d1 + r + ow, sizeof g1);                      \
+                memcpy(&g2, d2 + r + ow, sizeof g2), memcpy(&g3, d3 + r + ow, sizeof g3);                      \
+                a00 += g0 * x0, a01 += g0 * x1, a02 += g0 * x2, a10 += g1 * x0, a11 += g1 * x1, a12 += g1 * x2; \
+                a20 += g2 * x0, a21 += g2 * x1, a22 += g2 * x2, a30 += g3 * x0, a31 += g3 * x1, a32 += g3 * x2; \
+            }                                                                                                  \
+            for (int64_t ow = Wv; ow < j->Wo; ow++) {                                                          \
+                const float *xp = xr + ow * sw, g[4] = {d0[r + ow], d1[r + ow], d2[r + ow], d3[r + ow]};       \
+                for (int c = 0; c < 4; c++)                                                                    \
+                    for (int k = 0; k < 3; k++) t[c][k] += g[c] * xp[k];                                       \
+            }                                                                                                  \
+        }                                                                                                      \
+        }                                                                                                      \
+        VT acc[4][3] = {{a00, a01, a02}, {a10, a11, a12}, {a20, a21, a22}, {a30, a31, a32}};                   \
+        for (int c = 0; c < 4; c++)                                                                            \
+            for (int k = 0; k < 3; k++) {                                                                      \
+                float s = t[c][k];                                                                             \
+                for (int l = 0; l < VL; l++) s += acc[c][k][l];                                                \
+                out[c * 3 + k] = s;                                                                            \
+            }                                                                                                  \
+    }
+
+typedef float v16 __attribute__((vector_size(16 * sizeof(float))));
+typedef int v16i __attribute__((vector_size(16 * sizeof(int))));
+
+static inline __attribute__((always_inline)) void load16(v16 *v, const float *p, int sw)
+{
+    if (sw == 1) {
+        memcpy(v, p, sizeof *v);
+    } else if (sw == 2) {
+        v16 lo, hi;
+        memcpy(&lo, p, sizeof lo), memcpy(&hi, p + 16, sizeof hi);
+        *v = __builtin_shuffle(lo, hi, (v16i){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30});
+    } else {
+        for (int l = 0; l < 16; l++) (*v)[l] = p[l * sw];
+    }
+}
+
+DW_PLANE(dw8_s1, v8, 8, 1, load8)
+DW_PLANE(dw8_s2, v8, 8, 2, load8)
+DW_PLANE(dw8_sx, v8, 8, 0, load8)
+DW_PLANE(dw16_s1, v16, 16, 1, load16)
+DW_PLANE(dw16_s2, v16, 16, 2, load16)
+
+/* One plane, 4 output channels, 3 taps from kw0 (taps past KW read zero padding or the next
+ * columns and are dropped by the caller). wide: 16-float vectors. */
+#define DW_ARGS j, p0, p1, co0, ci, kd, kh, kw0, nco, out
+static inline __attribute__((always_inline)) void dw_plane(const struct dw_job *j, int64_t p0, int64_t p1, int64_t co0,
+                                                           int64_t ci, int64_t kd, int64_t kh, int64_t kw0, int nco,
+                                                           float *out, const int wide)
+{
+    if (wide && j->Wo % 16 == 0 && j->sw == 1) dw16_s1(DW_ARGS);
+    else if (wide && j->Wo % 16 == 0 && j->sw == 2) dw16_s2(DW_ARGS);
+    else if (j->sw == 1) dw8_s1(DW_ARGS);
+    else if (j->sw == 2) dw8_s2(DW_ARGS);
+    else dw8_sx(DW_ARGS);
+}
+
+/* One work item = (chunk of planes, block of 4 output channels) into its part of the chunk's
+ * partial: every (ci, kd, kh, group of 3 kw), each summed over all the chunk's planes in registers. */
+static inline __attribute__((always_inline)) void dw_chunk(const struct dw_job *j, int64_t item, const int wide)
+{
+    const int64_t KK = j->KD * j->KH * j->KW, total = j->N * j->Do, ncob = (j->Co + COB - 1) / COB;
+    const int64_t chunk = item / ncob, co0 = item % ncob * COB;
+    const int64_t p0 = chunk * j->planes_per_chunk, p1 = p0 + j->planes_per_chunk < total ? p0 + j->planes_per_chunk : total;
+    double *part = j->part + chunk * j->Co * j->Ci * KK;
+    float out[COB * 3];
+    {
+        const int nco = (int)(j->Co - co0 < COB ? j->Co - co0 : COB);
+        for (int64_t ci = 0; ci < j->Ci; ci++)
+            for (int64_t kd = 0; kd < j->KD; kd++)
+                for (int64_t kh = 0; kh < j->KH; kh++)
+                    for (int64_t kw0 = 0; kw0 < j->KW; kw0 += 3) {
+                        const int nk = (int)(j->KW - kw0 < 3 ? j->KW - kw0 : 3);
+                        dw_plane(j, p0, p1, co0, ci, kd, kh, kw0, nco, out, wide);
+                        double *o = part + ((co0 * j->Ci + ci) * j->KD + kd) * j->KH * j->KW + kh * j->KW + kw0;
+                        for (int c = 0; c < nco; c++)
+                            for (int k = 0; k < nk; k++) o[c * j->Ci * KK + k] = out[c * 3 + k];
+                    }
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HAVE_X86_PATHS 1
+__attribute__((target("avx512f,avx512vl,fma"), optimize("fp-contract=fast")))
+static void dw_range_avx512(void *ctx, uint64_t begin, uint64_t end, int worker)
+{
+    for (uint64_t i = begin; i < end; i++) dw_chunk(ctx, (int64_t)i, 1);
+}
+__attribute__((target("avx2,fma"), optimize("fp-contract=fast")))
+static void dw_range_avx2(void *ctx, uint64_t begin, uint64_t end, int worker)
+{
+    for (uint64_t i = begin; i < end; i++) dw_chunk(ctx, (int64_t)i, 0);
+}
+#endif
+static void dw_range_base(void *ctx, uint64_t begin, uint64_t end, int worker)
+{
+    for (uint64_t i = begin; i < end; i++) dw_chunk(ctx, (int64_t)i, 0);
+}
+
+static vp_range_fn pick_dw(void)
+{
+#ifdef HAVE_X86_PATHS
+    const char *e = getenv("VOXPIPE_NN_ISA");
+    int cap = !e ? 3 : !strcmp(e, "base") ? 1 : !strcmp(e, "avx2") ? 2 : 3;
+    __builtin_cpu_init();
+    int fma = __builtin_cpu_supports("fma");
+    if (cap >= 3 && fma && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return dw_range_avx512;
+    if (cap >= 2 && fma && __builtin_cpu_supports("avx2")) return dw_range_avx2;
+#endif
+    return dw_range_base;
+}
+
+struct sum_job {
+    const double *part;
+    float *dw;
+    int64_t n, nchunk;
+};
+
+static void sum_range(void *ctx, uint64_t begin, uint64_t end, int worker)
+{
+    const struct sum_job *j = ctx;
+    for (uint64_t i = begin; i < end; i++) {
+        double s = 0;
+        for (int64_t c = 0; c < j->nchunk; c++) s += j->part[c * j->n + (int64_t)i];
+        j->dw[i] = (float)s;
+    }
+}
+
+/* dw[co,ci,k] = sum over n, o of dy[n,co,o] x[n,ci,o*s-p+k]; shapes already checked. */
+static void weight_grad(const vp_tensor *x, const vp_tensor *dy, const vp_conv3d_params *p, vp_tensor *dw)
+{
+    struct dw_job j = {
+        .dy = dy->data, .N = x->shape[0], .Ci = x->shape[1], .Co = dy->shape[1],
+        .Do = dy->shape[2], .Ho = dy->shape[3], .Wo = dy->shape[4],
+        .KD = dw->shape[2], .KH = dw->shape[3], .KW = dw->shape[4],
+        .sd = p->stride[0], .sh = p->stride[1], .sw = p->stride[2],
+    };
+    int64_t dims[3] = {x->shape[2] + 2 * p->pad[0], x->shape[3] + 2 * p->pad[1], x->shape[4] + 2 * p->pad[2]};
+    int one[3] = {1, 1, 1};
+    float *xp = scatter(x, dims, p->pad, one);
+    j.xp = xp;
+    j.Dp = dims[0], j.Hp = dims[1], j.Wp = dims[2];
+    /* chunks of at least ~32k output voxels (fewer, longer register sums for small planes) */
+    const int64_t planes = j.N * j.Do, big = (planes * j.Ho * j.Wo) / 32768 + 1;
+    const int64_t nchunk = planes < NCHUNK ? (planes < big ? planes : big) : (NCHUNK < big ? NCHUNK : big);
+    const int64_t n = vp_tensor_numel(dw);
+    j.planes_per_chunk = (planes + nchunk - 1) / nchunk;
+    const int64_t used = (planes + j.planes_per_chunk - 1) / j.planes_per_chunk;
+    j.part = vp_malloc((size_t)(used * n) * sizeof(double));
+    vp_parallel_for((uint64_t)(used * ((j.Co + COB - 1) / COB)), 1, pick_dw(), &j);
+    struct sum_job sj = {j.part, dw->data, n, used};
+    vp_parallel_for((uint64_t)n, 0, sum_range, &sj);
+    free(j.part);
+    free(xp);
+}
+
+struct db_job {
+    const float *dy;
+    float *db;
+    int64_t N, C, S;
+};
+
+static void db_range(void *ctx, uint64_t begin, uint64_t end, int worker)
+{
+    const struct db_job *j = ctx;
+    for (uint64_t c = begin; c < end; c++) {
+        double acc = 0;
+        for (int64_t n = 0; n < j->N; n++) {
+            const float *p = j->dy + (n * j->C + (int64_t)c) * j->S;
+            for (int64_t i = 0; i < j->S; i++) acc += p[i];
+        }
+        j->db[c] = (float)acc;
+    }
+}
+
+static void bias_grad(const vp_tensor *dy, vp_tensor *db)
+{
+    struct db_job j = {dy->data, db->data, dy->shape[0], dy->shape[1], dy->shape[2] * dy->shape[3] * dy->shape[4]};
+    vp_parallel_for((uint64_t)j.C, 1, db_range, &j);
+}
+
+static int check_conv(const char *op, const vp_tensor *x, const vp_tensor *w, const vp_tensor *dy, const vp_conv3d_params *p)
+{
+    int64_t os[5];
+    if (vp_nn_check_act(op, "gradient", dy) || vp_nn_conv3d_shape(x, w, NULL, p, os)) return -1;
+    return vp_nn_check_out(op, dy, os);
+}
+
+static int check_bias(const char *op, const vp_tensor *db, int64_t n)
+{
+    if (db && (db->ndim != 1 || db->shape[0] != n || !db->data))
+        return vp_error("%s: bias gradient: expected (%lld) elements", op, (long long)n);
+    return 0;
+}
+
+static int fast_conv3d_bwd_weight(const vp_tensor *x, const vp_tensor *dy, const vp_conv3d_params *p, vp_tensor *dw,
+                                  vp_tensor *db)
+{
+    const char *op = "conv3d_bwd_weight";
+    if (vp_nn_check_act(op, "gradient", dy)) return -1;
+    if ((dw && check_conv(op, x, dw, dy, p)) || check_bias(op, db, dy->shape[1])) return -1;
+    if (dw && vp_tensor_numel(dy)) weight_grad(x, dy, p, dw);
+    else if (dw) memset(dw->data, 0, (size_t)vp_tensor_numel(dw) * sizeof(float));
+    if (db) bias_grad(dy, db);
+    return 0;
+}
+
+static int fast_convt_bwd_weight(const vp_tensor *x, const vp_tensor *dy, const vp_conv3d_params *p, vp_tensor *dw,
+                                 vp_tensor *db)
+{
+    const char *op = "conv_transpose3d_bwd_weight";
+    vp_conv3d_params q = *p;
+    memset(q.out_pad, 0, sizeof q.out_pad);
+    if (vp_nn_check_act(op, "gradient", dy)) return -1;
+    if ((dw && check_conv(op, dy, dw, x, &q)) || check_bias(op, db, dy->shape[1])) return -1;
+    if (dw && vp_tensor_numel(x)) weight_grad(dy, x, &q, dw);
+    else if (dw) memset(dw->data, 0, (size_t)vp_tensor_numel(dw) * sizeof(float));
+    if (db) bias_grad(dy, db);
+    return 0;
+}
+
+static const vp_nn_grad cpu_grad = {
+    .name = "cpu",
+    .conv3d_bwd_data = fast_conv3d_bwd_data,
+    .conv3d_bwd_weight = fast_conv3d_bwd_weight,
+    .conv_transpose3d_bwd_data = fast_convt_bwd_data,
+    .conv_transpose3d_bwd_weight = fast_convt_bwd_weight,
+    .group_norm_bwd = vp_nn_fast_group_norm_bwd,
+    .relu_bwd = vp_nn_fast_relu_bwd,
+    .leaky_relu_bwd = vp_nn_fast_leaky_relu_bwd,
+    .upsample_trilinear2x_bwd = vp_nn_fast_upsample_trilinear2x_bwd,
+};
+
+const vp_nn_grad *vp_nn_grad_cpu(void) { return &cpu_grad; }
