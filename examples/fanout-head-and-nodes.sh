@@ -7,6 +7,9 @@
 #           vol-read ... | fanout --bind tcp://0.0.0.0:5560 --key broker.key --allow allow/ > results.vxp
 #   node:   vp-keygen node1; copy node1.pub to the head's allow/ and broker.pub from the head
 #           worker -c tcp://HEAD:5560 --key node1.key --server-key broker.pub -- resample --spacing 1.5
+#   GPU node: worker -c tcp://HEAD:5560 --key gpu1.key --server-key broker.pub --credit 2 -- infer-ressegnet -m MODEL
+#           (each --jobs slot keeps one filter process from case to case, so a model is loaded once;
+#           add --fresh for a program that reads all its input before writing anything)
 # Secret keys (*.key) are written mode 0600 and never leave their machine; only *.pub travel.
 set -euo pipefail
 D=$(cd "${1:-../shared/data}/totalseg" && pwd)

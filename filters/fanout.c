@@ -1,5 +1,6 @@
 /* fanout - hand a stream of cases to remote workers and gather their results, each case exactly once. */
 #include "cli.h"
+#include "fanout_proto.h"
 #include "fanout.h"
 #include "util.h"
 
@@ -54,6 +55,7 @@ static const struct vp_cmd cmd = {
 int main(int argc, char **argv)
 {
     vp_cli_parse(&cmd, argc, argv);
+    vp_fo_malloc_tune();
     if (!bind_spec) vp_usage_error("--bind ENDPOINT is required");
     if (insecure && (key_file || allow)) vp_usage_error("--insecure and --key/--allow exclude each other");
     struct vp_fanout_cfg cfg = {

@@ -17,8 +17,10 @@ enum { ST_OPEN = 0, ST_DONE = 1, ST_GIVEN_UP = 2 };
 
 struct fcase {           /* a case read and not yet written (or given up) */
     char *id;
-    unsigned char *data; size_t len;
-    unsigned char *res; size_t rlen; /* result waiting for its turn (--ordered) */
+    zmq_msg_t data;      /* the case frame: each CASE sent shares it (zmq_msg_copy, no byte copy) */
+    size_t len;
+    zmq_msg_t res;       /* result waiting for its turn (--ordered), as received */
+    int has_data, has_res;
     int holder;          /* worker index, -1 when queued */
     int failures;
     int64_t sent_ms;
@@ -84,7 +86,9 @@ static void free_case(struct broker *b, uint64_t seq)
 {
     struct fcase *c = b->cases[seq];
     if (!c) return;
-    free(c->id); free(c->data); free(c->res); free(c);
+    if (c->has_data) zmq_msg_close(&c->data);
+    if (c->has_res) zmq_msg_close(&c->res);
+    free(c->id); free(c);
     b->cases[seq] = NULL;
     b->open_cases--;
 }
@@ -102,7 +106,7 @@ static void emit_ready(struct broker *b)
 {
     while (b->next_emit < b->ncases && b->state[b->next_emit] != ST_OPEN) {
         struct fcase *c = b->cases[b->next_emit];
-        if (c && c->res) write_result(b, c->res, c->rlen);
+        if (c && c->has_res) write_result(b, zmq_msg_data(&c->res), zmq_msg_size(&c->res));
         free_case(b, b->next_emit);
         b->next_emit++;
     }
@@ -161,10 +165,31 @@ static int send_to(struct broker *b, int wi, const char *cmd, const void *a1, si
     return rc;
 }
 
+/* Send CASE seq to worker wi; the frame is shared with ZeroMQ, not copied. */
+static int send_case(struct broker *b, int wi, const char *seq, size_t n, zmq_msg_t *frame)
+{
+    zmq_msg_t route;
+    zmq_msg_init_size(&route, b->w[wi].rlen);
+    memcpy(zmq_msg_data(&route), b->w[wi].rid, b->w[wi].rlen);
+    int rc = vp_fo_send_shared(b->sock, &route, VP_FO_CASE, seq, n, frame);
+    zmq_msg_close(&route);
+    if (rc) worker_dead(b, wi, errno == EHOSTUNREACH ? "disconnected" : "cannot be sent to");
+    return rc;
+}
+
+/* The name of the (lost) worker that had routing id id, for the log. */
+static const char *peer_name(struct broker *b, const zmq_msg_t *id)
+{
+    size_t n = zmq_msg_size((zmq_msg_t *)id);
+    for (int i = b->nw - 1; i >= 0; i--)
+        if (b->w[i].rlen == n && !memcmp(b->w[i].rid, zmq_msg_data((zmq_msg_t *)id), n)) return b->w[i].name;
+    return "(unknown)";
+}
+
 static void on_result(struct broker *b, int wi, vp_fo_msg *m, int ok)
 {
     struct worker *w = wi >= 0 ? &b->w[wi] : NULL;
-    const char *wname = w ? w->name : "(unknown)";
+    const char *wname = w ? w->name : peer_name(b, &m->id);
     int64_t seq = vp_fo_num(m, 2);
     if (seq < 0 || (uint64_t)seq >= b->ncases) { vp_warn("worker %s: %s for an unknown case ignored", wname, ok ? "result" : "failure"); return; }
     struct fcase *c = b->cases[seq];
@@ -194,13 +219,14 @@ static void on_result(struct broker *b, int wi, vp_fo_msg *m, int ok)
         if (o->alive) send_to(b, c->holder, VP_FO_CANCEL, s, (size_t)k, NULL, 0);
     }
     if (w) w->done++;
+    vp_debug("case #%lld '%s': result from worker %s", (long long)seq, c->id, wname);
     b->state[seq] = ST_DONE;
     c->holder = -1;
     if (b->cfg->ordered) {
-        c->res = vp_malloc(n ? n : 1);
-        memcpy(c->res, d, n);
-        c->rlen = n;
-        free(c->data); c->data = NULL;
+        zmq_msg_init(&c->res);
+        zmq_msg_move(&c->res, &m->part[3]); /* kept as received, no copy */
+        c->has_res = 1;
+        zmq_msg_close(&c->data); c->has_data = 0;
         emit_ready(b);
     } else {
         write_result(b, d, n);
@@ -257,7 +283,7 @@ static void dispatch(struct broker *b)
         c->holder = best;
         c->sent_ms = now_ms();
         b->w[best].inflight++;
-        if (send_to(b, best, VP_FO_CASE, s, (size_t)k, c->data, c->len)) {
+        if (send_case(b, best, s, (size_t)k, &c->data)) {
             if (b->state[seq] == ST_OPEN && c->holder == best) queue_push(b, seq, 1);
         }
     }
@@ -290,7 +316,9 @@ static void take_input(struct broker *b)
         }
         uint64_t seq = b->ncases++;
         struct fcase *c = vp_calloc(1, sizeof *c);
-        c->id = it->id; c->data = it->data; c->len = it->len; c->holder = -1;
+        c->id = it->id; c->len = it->len; c->holder = -1;
+        vp_fo_msg_from_buffer(&c->data, it->data, it->len); /* owns it->data now */
+        c->has_data = 1;
         free(it);
         b->cases[seq] = c;
         b->state[seq] = ST_OPEN;

@@ -3,6 +3,8 @@
 #include "util.h"
 
 #include <dirent.h>
+#include <limits.h>
+#include <malloc.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -100,6 +102,51 @@ int vp_fo_send(void *sock, const zmq_msg_t *route, const char *cmd, const void *
     if (a1 && send_part(sock, a1, n1, a2 != NULL, 0)) return -1;
     if (a2 && send_part(sock, a2, n2, 0, 0)) return -1;
     return 0;
+}
+
+static void free_data(void *data, void *hint) { (void)hint; free(data); }
+
+void vp_fo_msg_from_buffer(zmq_msg_t *m, void *data, size_t n)
+{
+    if (zmq_msg_init_data(m, data, n, free_data, NULL)) vp_die(VP_ERR_RUNTIME, "out of memory");
+}
+
+int vp_fo_send_shared(void *sock, const zmq_msg_t *route, const char *cmd, const void *a1, size_t n1,
+                      zmq_msg_t *data)
+{
+    int fl = route ? ZMQ_DONTWAIT : 0;
+    if (route && send_part(sock, zmq_msg_data((zmq_msg_t *)route), zmq_msg_size((zmq_msg_t *)route), 1, fl)) return -1;
+    if (send_part(sock, VP_FO_PROTO, 4, 1, route ? 0 : fl) || send_part(sock, cmd, strlen(cmd), 1, 0) ||
+        send_part(sock, a1, n1, 1, 0))
+        return -1;
+    zmq_msg_t copy;
+    zmq_msg_init(&copy);
+    zmq_msg_copy(&copy, data);
+    int rc;
+    do rc = zmq_msg_send(&copy, sock, 0); while (rc < 0 && errno == EINTR);
+    if (rc < 0) { int e = errno; zmq_msg_close(&copy); errno = e; return -1; }
+    return 0;
+}
+
+void vp_fo_malloc_tune(void)
+{
+    mallopt(M_ARENA_MAX, 1);                   /* threads share the main heap: no 64 MiB sub-heaps */
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);        /* up to 1 GiB from the heap, reused after free */
+    mallopt(M_TRIM_THRESHOLD, INT_MAX);          /* and not given back to the kernel each time */
+}
+
+int vp_fo_send_owned(void *sock, const char *cmd, const void *a1, size_t n1, void *data, size_t n)
+{
+    zmq_msg_t msg;
+    if (zmq_msg_init_data(&msg, data, n, free_data, NULL)) { free(data); return -1; }
+    int rc = send_part(sock, VP_FO_PROTO, 4, 1, 0) || send_part(sock, cmd, strlen(cmd), 1, 0) ||
+             send_part(sock, a1, n1, 1, 0) ? -1 : 0;
+    if (!rc) {
+        do rc = zmq_msg_send(&msg, sock, 0); while (rc < 0 && errno == EINTR);
+        rc = rc < 0 ? -1 : 0;
+    }
+    if (rc) { int e = errno; zmq_msg_close(&msg); errno = e; }
+    return rc;
 }
 
 /* ---- keys ---- */

@@ -5,7 +5,9 @@
  *   part 0 "VPF1" (protocol and version), part 1 the command, then the command's arguments.
  * The broker's ROUTER prefixes the worker's routing id; these helpers see the parts after it.
  *
- * Ownership: vp_fo_msg owns its parts (vp_fo_msg_close releases them); the allow-list returned by
+ * Ownership: vp_fo_msg owns its parts (vp_fo_msg_close releases them); vp_fo_send copies what it
+ * sends, vp_fo_send_shared shares a message the caller keeps (reference counted by ZeroMQ), and
+ * vp_fo_send_owned takes a malloc'd buffer over (ZeroMQ frees it); the allow-list returned by
  * vp_fo_allow_load is freed with vp_fo_allow_free; a ZAP handler is stopped by vp_fo_zap_stop
  * (after the context's other sockets are closed, before zmq_ctx_term).
  */
@@ -54,6 +56,15 @@ int64_t vp_fo_num(vp_fo_msg *m, int i);
  * Returns 0, or -1 (errno) when the peer is gone (ZMQ_ROUTER_MANDATORY) or the queue is full. */
 int vp_fo_send(void *sock, const zmq_msg_t *route, const char *cmd, const void *a1, size_t n1,
                const void *a2, size_t n2);
+/* Like vp_fo_send with a2 a message that is shared with ZeroMQ (zmq_msg_copy), not copied: the
+ * caller keeps *data and may send it again. */
+int vp_fo_send_shared(void *sock, const zmq_msg_t *route, const char *cmd, const void *a1, size_t n1,
+                      zmq_msg_t *data);
+/* Make *m a message that owns data (from malloc; freed when the last copy of *m is closed). */
+void vp_fo_msg_from_buffer(zmq_msg_t *m, void *data, size_t n);
+/* Worker side: send VPF1 cmd a1 data, where data (n bytes, from malloc) is handed to ZeroMQ without a
+ * copy and freed by it once sent (or here, on failure). 0 ok, -1 (errno) as vp_fo_send. */
+int vp_fo_send_owned(void *sock, const char *cmd, const void *a1, size_t n1, void *data, size_t n);
 
 /* ---- keys: Z85 text, 40 characters. A public key file holds the key on its first line (text after
  * it is ignored); a secret key file holds "secret: Z85" and "public: Z85" lines and must not be
@@ -75,6 +86,11 @@ typedef struct vp_fo_zap vp_fo_zap;
 vp_fo_zap *vp_fo_zap_start(void *ctx, const vp_fo_allow *allow);
 /* Stop and join the thread; returns how many peers it refused. */
 long vp_fo_zap_stop(vp_fo_zap **z);
+
+/* Frames of tens of MiB are allocated and freed case after case by the broker and the worker; glibc
+ * would map and unmap each one (a page fault per 4 KiB, every time). Keep them in one heap instead,
+ * for reuse. Call once at start, before any thread starts. */
+void vp_fo_malloc_tune(void);
 
 /* Check libzmq's CURVE support (libsodium): 1 yes, 0 no (printed as an error when need = 1). */
 int vp_fo_have_curve(int need);

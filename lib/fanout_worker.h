@@ -1,8 +1,11 @@
 /* fanout_worker.h - the worker side of the fan-out: connects (DEALER) to a fanout broker, announces
- * its credit, heartbeats, and runs a filter command once per case (fork/exec, the case frame on the
- * child's stdin, its one result frame from the child's stdout), so any voxpipe program scales out
- * unchanged. A single-threaded event loop polls the socket and the children's pipes together, so
- * heartbeats continue while a filter runs.
+ * its credit, heartbeats, and feeds each case to a filter command through pipes (the case frame on
+ * the child's stdin, its one result frame from the child's stdout), so any voxpipe program scales
+ * out unchanged. By default each of the --jobs slots keeps one long-running filter process that
+ * streams case after case (voxpipe filters flush one frame per case); a process that dies fails its
+ * case and the next case starts a new one. With fresh = 1 every case gets its own process, for
+ * programs that read their whole input before writing. A single-threaded event loop polls the
+ * socket and the children's pipes together, so heartbeats continue while a filter runs.
  *
  * Ownership: the config's strings and argv belong to the caller; vp_fo_worker_run owns its socket,
  * children and buffers and releases them before returning.
@@ -22,6 +25,7 @@ struct vp_fo_worker_cfg {
     const char *key_file;           /* this worker's secret key (CURVE) */
     const char *server_key;         /* the broker's public key file */
     int insecure;
+    int fresh;                      /* a new filter process per case (default: one per slot, kept) */
     char **argv;                    /* FILTER ARGS... (NULL-terminated) */
 };
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bats
 # fanout broker + worker: every case exactly once and byte-identical to a single-process run, with
-# workers killed and stalled; --ordered; CURVE with a ZAP allow-list. Separate processes on loopback.
+# workers killed and stalled; --ordered; CURVE with a ZAP allow-list; the worker's long-running
+# filter processes (and --fresh). Separate processes on loopback (fanout_netns.bats: across hosts).
 load helpers
 
 # N cases of the shared CT, ids c01..cN, and the single-process reference through FILTER.
@@ -28,7 +29,8 @@ teardown() { for p in "${WORKERS[@]}"; do kill -CONT "$p" 2>/dev/null; kill "$p"
 
 @test "4 workers, one killed (SIGKILL) and one stalled (SIGSTOP) mid-case: 50 results, each once, byte-identical" {
     make_stream 50
-    slow=(-- sh -c 'sleep 0.1; exec resample --spacing 6') # provenance is resample's own
+    # a long-running filter, 0.1 s per case; the provenance is resample's own
+    slow=(-- sh -c "$VOXPIPE_PY $SCRIPTS/fanout_slow.py 0.1 | resample --spacing 6")
     start_worker w1 "${slow[@]}"; w1=$!
     start_worker w2 "${slow[@]}"; w2=$!
     start_worker killed "${slow[@]}"; wk=$!
@@ -56,11 +58,11 @@ teardown() { for p in "${WORKERS[@]}"; do kill -CONT "$p" 2>/dev/null; kill "$p"
     [ "$output" = "ok 12 cases" ]
 }
 
-@test "a case that fails on --max-attempts workers is reported and skipped; the rest are written; exit 1" {
+@test "--fresh (a process per case): a case that fails on --max-attempts workers is reported and skipped; exit 1" {
     make_stream 3
     vol-read --id BADCASE "$TS/example_ct_sm.nii.gz" >> "$T/in.vxp"
     failing=(-- sh -c 'f=$(mktemp); cat > "$f"; if grep -q BADCASE "$f"; then rm -f "$f"; exit 3; fi; resample --spacing 6 < "$f"; rm -f "$f"')
-    start_worker w1 "${failing[@]}"; start_worker w2 "${failing[@]}"
+    start_worker w1 --fresh "${failing[@]}"; start_worker w2 --fresh "${failing[@]}"
     run fanout --insecure --max-attempts 2 --bind "ipc://$T/b" -i "$T/in.vxp" -o "$T/out.vxp"
     [ "$status" -eq 1 ]
     [[ "$output" == *"fanout: error: case 'BADCASE': failed on 2 workers (last: worker "*"exited with status 3); given up"* ]]
@@ -124,4 +126,63 @@ teardown() { for p in "${WORKERS[@]}"; do kill -CONT "$p" 2>/dev/null; kill "$p"
     [ ! -e "$T/o.vxp" ]
     assert_exit 1 vp-keygen b
     [[ "$output" == *"'b.key': cannot create: File exists (use --force)"* ]]
+}
+
+@test "long-running filter: one process per slot serves every case (-j 1 and 2); --fresh starts one per case" {
+    make_stream 10
+    start_worker w1 -- resample --spacing 6
+    run fanout --insecure --bind "ipc://$T/b" -i "$T/in.vxp" -o "$T/out.vxp"
+    [ "$status" -eq 0 ]
+    wait "${WORKERS[0]}"
+    grep -q "worker: 10 case(s) done, 0 failed, 1 filter process(es) started" "$T/w1.log"
+    run check "$T/out.vxp" "$T/ref.vxp"
+    [ "$output" = "ok 10 cases" ]
+    start_worker w2 --fresh -j 2 -- resample --spacing 6
+    run fanout --insecure --bind "ipc://$T/b" -i "$T/in.vxp" -o "$T/out2.vxp"
+    [ "$status" -eq 0 ]
+    wait "${WORKERS[1]}"
+    grep -q "worker: 10 case(s) done, 0 failed, 10 filter process(es) started" "$T/w2.log"
+    run check "$T/out2.vxp" "$T/ref.vxp"
+    [ "$output" = "ok 10 cases" ]
+    start_worker w3 --credit 4 -j 2 -- resample --spacing 6 # two long-running processes side by side
+    run fanout --insecure --ordered --bind "ipc://$T/b" -i "$T/in.vxp" -o "$T/out3.vxp"
+    [ "$status" -eq 0 ]
+    wait "${WORKERS[2]}"
+    grep -q "worker: 10 case(s) done, 0 failed, 2 filter process(es) started" "$T/w3.log"
+    run check "$T/out3.vxp" "$T/ref.vxp" --ordered
+    [ "$output" = "ok 10 cases" ]
+}
+
+@test "long-running filter that exits on a bad case: that case fails (given up), new processes serve the rest" {
+    for id in c1 c2 BADCASE c3 c4; do
+        if [ $id = BADCASE ]; then vol-read --id $id --image-name other "$TS/example_ct_sm.nii.gz"
+        else vol-read --id $id "$TS/example_ct_sm.nii.gz"; fi
+    done > "$T/in.vxp"
+    for id in c1 c2 c3 c4; do vol-read --id $id "$TS/example_ct_sm.nii.gz"; done | resample --spacing 6 --vol image > "$T/ref.vxp"
+    start_worker w1 -- resample --spacing 6 --vol image
+    run fanout --insecure --max-attempts 2 --bind "ipc://$T/b" -i "$T/in.vxp" -o "$T/out.vxp"
+    [ "$status" -eq 1 ]
+    [[ "$output" == *"case 'BADCASE': failed on 2 workers (last: worker w1#0: 'resample' exited with status 3); given up"* ]]
+    wait "${WORKERS[0]}"
+    cat "$T/w1.log"
+    grep -q "resample: error: case 'BADCASE': no volume 'image'" "$T/w1.log"
+    grep -Eq "worker: 4 case\(s\) done, 2 failed, [23] filter process\(es\) started" "$T/w1.log"
+    run check "$T/out.vxp" "$T/ref.vxp"
+    [ "$output" = "ok 4 cases" ]
+}
+
+@test "long-running filter killed (SIGKILL) mid-case: the case is handed out again, a new process serves on" {
+    make_stream 8
+    start_worker w1 -- sh -c "$VOXPIPE_PY $SCRIPTS/fanout_slow.py 0.3 | resample --spacing 6"
+    fanout -v --insecure --bind "ipc://$T/b" -i "$T/in.vxp" -o "$T/out.vxp" 2>"$T/fo.log" & f=$!
+    wait_for "$T/w1.log" "case #2 received"
+    kill -KILL $(pgrep -P "${WORKERS[0]}") # the filter process (sh), mid-case: its case is #1 or #2
+    wait $f
+    wait "${WORKERS[0]}"
+    cat "$T/w1.log" "$T/fo.log"
+    grep -Eq "worker: warning: case #[12]: 'sh' killed by signal 9" "$T/w1.log"
+    grep -Eq "case 'c[23]': worker w1#0: 'sh' killed by signal 9; handed to another worker \(attempt 2\)" "$T/fo.log"
+    grep -q "worker: 8 case(s) done, 1 failed, 2 filter process(es) started" "$T/w1.log"
+    run check "$T/out.vxp" "$T/ref.vxp"
+    [ "$output" = "ok 8 cases" ]
 }
