@@ -5,7 +5,9 @@
 # Needs `make build/libvoxpipe.a` and .venv with torch + monai. Model: blocks 1,2,2,4 / 1,1,1,
 # GroupNorm(8), nontrainable upsampling, 26 output classes, seeded random weights, written to
 # bench/out/ (git-ignored) as safetensors. BENCH_ROUNDS (default 3) timed runs after one warm-up,
-# median; BENCH_THREADS (default: CPUs). GFLOP/s = 2 x multiply-accumulates / time.
+# median; BENCH_THREADS (default: CPUs). GFLOP/s = 2 x multiply-accumulates / time; "peak" is
+# bench/bench_nn_peak.c's FMA loop on the same threads (timed in CPU time, so the cores' peak even
+# on a busy machine), and "% peak" voxpipe's GFLOP/s against it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -18,9 +20,12 @@ filters=("${@:-16}")
 "$py" -c 'import monai' 2>/dev/null || { echo "bench_segresnet: $py lacks torch/monai" >&2; exit 1; }
 mkdir -p "$out"
 cc -std=c11 -D_GNU_SOURCE -O2 -Ilib -o "$out/bench_segresnet" bench/bench_segresnet.c build/libvoxpipe.a $(make -s --no-print-directory print-ldlibs)
+cc -std=c11 -D_GNU_SOURCE -O2 -pthread -o "$out/bench_nn_peak" bench/bench_nn_peak.c
+read -r peak isa < <("$out/bench_nn_peak" "$threads")
 echo "bench_segresnet  $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -1)); load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "peer: torch $("$py" -c 'import torch; print(torch.__version__)') + monai $("$py" -c 'import monai; print(monai.__version__)') (CPU); threads $threads; median of $rounds"
-printf '%-14s %12s %12s %12s %12s %8s\n' "init_filters" "voxpipe s" "GFLOP/s" "torch s" "GFLOP/s" "speedup"
+echo "peak: $peak GFLOP/s f32 ($isa FMA loop, $threads threads)"
+printf '%-14s %12s %12s %8s %12s %12s %8s\n' "init_filters" "voxpipe s" "GFLOP/s" "% peak" "torch s" "GFLOP/s" "speedup"
 for f in "${filters[@]}"; do
     model="$out/segresnet_f$f.safetensors"
     read -r ts tg < <("$py" - "$f" "$threads" "$rounds" "$model" <<'PY'
@@ -52,6 +57,7 @@ PY
 )
     read -r vs vg < <("$out/bench_segresnet" "$model" 96 "$threads" $((rounds + 1)))
     tg=$(awk -v v="$vs" -v g="$vg" -v t="$ts" 'BEGIN { printf "%.2f", g * v / t }')
-    printf '%-14s %12s %12s %12s %12s %7.2fx\n' "$f" "$vs" "$vg" "$ts" "$tg" "$(awk -v a="$ts" -v b="$vs" 'BEGIN { print a / b }')"
+    pct=$(awk -v g="$vg" -v p="$peak" 'BEGIN { printf "%.0f%%", (p > 0 ? 100 * g / p : 0) }')
+    printf '%-14s %12s %12s %8s %12s %12s %7.2fx\n' "$f" "$vs" "$vg" "$pct" "$ts" "$tg" "$(awk -v a="$ts" -v b="$vs" 'BEGIN { print a / b }')"
 done
 echo "speedup = torch time / voxpipe time (goal >= 1.2)"

@@ -1,23 +1,33 @@
-/* nn_ops_fast.c - the CPU backend: a fast conv3d (the op that dominates both networks) and the
- * reference ops for the rest (see nn_backend.h for the contracts).
+/* nn_ops_fast.c - the CPU backend: op table, conv3d dispatch and the row conv3d kernel (see
+ * nn_backend.h for the contracts).
  *
- * conv3d: direct convolution, no im2col. The input is copied once into a zero-padded buffer
+ * conv3d goes to the flat-plane kernel (nn_ops_fast_conv.c) whenever it applies (strides 1, or 2
+ * along w: all of SegResNet's and the usual nnU-Net ones); the row kernel here takes the rest
+ * (e.g. stride 2 along h but 1 along w). Transposed convolution: nn_ops_fast_convt.c. Norms, activations,
+ * add, upsampling, softmax/argmax: nn_ops_fast_elem.c. Concat: the reference.
+ *
+ * Row kernel: direct convolution, no im2col. The input is copied once into a zero-padded buffer
  * (N, Ci, D+2pd, H+2ph, W+2pw) so the inner loops have no bounds tests; the weights are repacked
  * as (Co/COB, Ci, kd, kh, kw, COB) so the COB output channels of a block read consecutive floats.
  * A work item is one (n, output-channel block, output depth od): for every output row it keeps a
  * COB x (XV vectors of 8 floats) tile of outputs in registers and sweeps ci, kd, kh, kw, one
  * vector load of input and COB broadcast multiply-adds per kw. Written with GCC vector extensions
- * (no intrinsics); compiled twice, for AVX2+FMA and for the baseline ISA, picked at run time.
+ * (no intrinsics); compiled for AVX-512, AVX2+FMA and the baseline ISA, picked at run time.
  * Each output element is summed by one thread in a fixed order, so the bytes do not depend on
  * the thread count (they may differ from the reference's f64 sums in the last bits).
  */
 #include "nn_backend.h"
+#include "nn_ops_fast_conv.h"
 #include "nn_ops_fast_elem.h"
 #include "parallel.h"
 #include "util.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #define COB_MAX 8 /* output channels per block: 8 with AVX-512 (32 registers), 4 otherwise */
 #define VL 8  /* floats per vector (16 in the AVX-512 variant's main tiles) */
@@ -221,6 +231,7 @@ static int fast_conv3d(const vp_tensor *x, const vp_tensor *w, const vp_tensor *
         .bias = b ? b->data : NULL, .y = y->data,
     };
     if (vp_tensor_numel(y) == 0) return 0;
+    if (vp_nn_flat_conv_applies(w, p)) return vp_nn_flat_conv3d(x, w, b, p, y);
     vp_range_fn kernel = pick_isa(&j.cob);
     const int cob = j.cob;
     j.nb = (j.Co + cob - 1) / cob;
@@ -262,7 +273,7 @@ static int cpu_supports(const vp_nn_backend *be, vp_nn_op op) { return op >= 0 &
 static int cpu_conv3d(const vp_nn_backend *be, const vp_tensor *x, const vp_tensor *w, const vp_tensor *b,
                       const vp_conv3d_params *p, vp_tensor *y) { return fast_conv3d(x, w, b, p, y); }
 static int cpu_convt(const vp_nn_backend *be, const vp_tensor *x, const vp_tensor *w, const vp_tensor *b,
-                     const vp_conv3d_params *p, vp_tensor *y) { return vp_nn_ref_conv_transpose3d(x, w, b, p, y); }
+                     const vp_conv3d_params *p, vp_tensor *y) { return vp_nn_fast_conv_transpose3d(x, w, b, p, y); }
 static int cpu_gn(const vp_nn_backend *be, const vp_tensor *x, int groups, float eps, const vp_tensor *g,
                   const vp_tensor *b, vp_tensor *y) { return vp_nn_fast_group_norm(x, groups, eps, g, b, y); }
 static int cpu_in(const vp_nn_backend *be, const vp_tensor *x, float eps, const vp_tensor *g, const vp_tensor *b,
@@ -286,4 +297,23 @@ static const vp_nn_backend cpu_backend = {
     .concat = cpu_cat, .softmax_c = cpu_smax, .argmax_c = cpu_amax,
 };
 
-const vp_nn_backend *vp_nn_backend_cpu(void) { return &cpu_backend; }
+/* Activations are tens of MiB each and are allocated and freed once per layer. glibc serves
+ * blocks above its mmap threshold (at most 32 MiB) with a fresh mmap each time, so every layer
+ * would page-fault its output in again (about a seventh of a SegResNet forward pass went to the
+ * kernel zeroing pages). Raising the mmap and trim thresholds keeps freed blocks in the heap for
+ * the next layer: the peak memory is the same, the faults are gone. Done once, on first use of
+ * the backend; it affects the whole process (blocks of 1 GiB and more are still mmapped). */
+static void keep_heap(void)
+{
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+}
+
+const vp_nn_backend *vp_nn_backend_cpu(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, keep_heap);
+    return &cpu_backend;
+}

@@ -16,32 +16,54 @@
 
 /* ---- GroupNorm / InstanceNorm */
 
+typedef float v4fu __attribute__((vector_size(4 * sizeof(float)), aligned(4))); /* unaligned access */
+typedef float v4f __attribute__((vector_size(4 * sizeof(float))));
+typedef int v4i __attribute__((vector_size(4 * sizeof(int))));
+typedef double v4d __attribute__((vector_size(4 * sizeof(double))));
+
 struct gn_job {
     const float *x;
     float *y;
     const float *gamma, *beta;
     int64_t S, cpg, m, nblk; /* voxels per channel, channels per group, elements per group, blocks per group */
-    double *part;            /* per block: sum, then sum of squared deviations */
+    double *sum, *m2;        /* per block: sum, and sum of squared deviations from the block's mean */
     double *mean, *rstd;     /* per (n, group) */
     int64_t groups;
-    int pass;                /* 0 sums, 1 squared deviations, 2 normalise */
+    int pass;                /* 0 block statistics, 1 normalise */
 };
 
-/* Sum of p[0..n) (pass 0) or of (p[i] - mean)^2 (pass 1), eight f64 lanes combined in a fixed tree. */
-static double block_sum(const float *p, int64_t n, double mean, int sq)
+/* Sum of p[0..n) in f64 (eight lanes, combined in a fixed tree), then the sum of squared
+ * deviations from the block's own mean (the block is re-read from cache, not memory). */
+static void block_stats(const float *p, int64_t n, double *sum, double *m2)
 {
-    double a[8] = {0};
+    v4d a = {0}, b = {0};
     int64_t i = 0;
-    if (sq) {
-        for (; i + 8 <= n; i += 8)
-            for (int k = 0; k < 8; k++) a[k] += (p[i + k] - mean) * (p[i + k] - mean);
-        for (; i < n; i++) a[i & 7] += (p[i] - mean) * (p[i] - mean);
-    } else {
-        for (; i + 8 <= n; i += 8)
-            for (int k = 0; k < 8; k++) a[k] += p[i + k];
-        for (; i < n; i++) a[i & 7] += p[i];
+    for (; i + 8 <= n; i += 8) {
+        a += __builtin_convertvector(*(const v4fu *)(p + i), v4d);
+        b += __builtin_convertvector(*(const v4fu *)(p + i + 4), v4d);
     }
-    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+    double s = ((a[0] + b[0]) + (a[2] + b[2])) + ((a[1] + b[1]) + (a[3] + b[3]));
+    for (int64_t k = i; k < n; k++) s += p[k];
+    const double mean = s / (double)n;
+    const v4d mv = {mean, mean, mean, mean};
+    a = b = (v4d){0};
+    for (i = 0; i + 8 <= n; i += 8) {
+        v4d d0 = __builtin_convertvector(*(const v4fu *)(p + i), v4d) - mv;
+        v4d d1 = __builtin_convertvector(*(const v4fu *)(p + i + 4), v4d) - mv;
+        a += d0 * d0, b += d1 * d1;
+    }
+    double q = ((a[0] + b[0]) + (a[2] + b[2])) + ((a[1] + b[1]) + (a[3] + b[3]));
+    for (int64_t k = i; k < n; k++) q += (p[k] - mean) * (p[k] - mean);
+    *sum = s, *m2 = q;
+}
+
+/* y[0..n) = (x - mean) * scale + shift in f32, four at a time. */
+static void normalise(const float *x, float *y, int64_t n, float mean, float scale, float shift)
+{
+    const v4f mv = {mean, mean, mean, mean}, sc = {scale, scale, scale, scale}, sh = {shift, shift, shift, shift};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) *(v4fu *)(y + i) = (*(const v4fu *)(x + i) - mv) * sc + sh;
+    for (; i < n; i++) y[i] = (x[i] - mean) * scale + shift;
 }
 
 static void gn_range(void *ctx, uint64_t begin, uint64_t end, int worker)
@@ -51,17 +73,20 @@ static void gn_range(void *ctx, uint64_t begin, uint64_t end, int worker)
         const int64_t ng = (int64_t)it / j->nblk, blk = (int64_t)it % j->nblk;
         const int64_t i0 = blk * NBLK, i1 = i0 + NBLK < j->m ? i0 + NBLK : j->m;
         const float *xs = j->x + ng * j->m;
-        if (j->pass < 2) {
-            j->part[it] = block_sum(xs + i0, i1 - i0, j->pass ? j->mean[ng] : 0.0, j->pass);
+        if (j->pass == 0) {
+            block_stats(xs + i0, i1 - i0, &j->sum[it], &j->m2[it]);
             continue;
         }
         float *ys = j->y + ng * j->m;
-        const double mean = j->mean[ng], rstd = j->rstd[ng];
+        const double rstd = j->rstd[ng];
+        const float mean = (float)j->mean[ng];
         const int64_t c0 = (ng % j->groups) * j->cpg; /* first channel of the group */
         for (int64_t i = i0; i < i1;) {
             const int64_t cl = i / j->S, cend = (cl + 1) * j->S < i1 ? (cl + 1) * j->S : i1;
-            const double ga = j->gamma ? j->gamma[c0 + cl] : 1.0, be = j->beta ? j->beta[c0 + cl] : 0.0;
-            for (; i < cend; i++) ys[i] = (float)((xs[i] - mean) * rstd * ga + be);
+            const double ga = j->gamma ? j->gamma[c0 + cl] : 1.0;
+            const float be = j->beta ? j->beta[c0 + cl] : 0.0f;
+            normalise(xs + i, ys + i, cend - i, mean, (float)(rstd * ga), be);
+            i = cend;
         }
     }
 }
@@ -73,29 +98,32 @@ int vp_nn_fast_group_norm(const vp_tensor *x, int groups, float eps, const vp_te
     const int64_t N = x->shape[0], C = x->shape[1], S = x->shape[2] * x->shape[3] * x->shape[4];
     const int64_t cpg = C / groups, m = cpg * S, ngr = N * groups;
     if (ngr == 0 || m == 0) return vp_nn_ref_group_norm(x, groups, eps, gamma, beta, y);
-    struct gn_job j = {x->data, y->data, NULL, NULL, S, cpg, m, (m + NBLK - 1) / NBLK, NULL, NULL, NULL, groups, 0};
+    struct gn_job j = {x->data, y->data, NULL, NULL, S, cpg, m, (m + NBLK - 1) / NBLK, NULL, NULL, NULL, NULL, groups, 0};
     const uint64_t items = (uint64_t)(ngr * j.nblk);
-    j.part = vp_malloc(items * sizeof *j.part);
+    j.sum = vp_malloc(items * sizeof *j.sum);
+    j.m2 = vp_malloc(items * sizeof *j.m2);
     j.mean = vp_malloc((size_t)ngr * sizeof *j.mean);
     j.rstd = vp_malloc((size_t)ngr * sizeof *j.rstd);
     vp_parallel_for(items, 1, gn_range, &j);
+    /* Chan et al.: M2 = sum of the blocks' M2 + n_b (mean_b - mean)^2, in block order */
     for (int64_t g = 0; g < ngr; g++) {
-        double s = 0;
-        for (int64_t b = 0; b < j.nblk; b++) s += j.part[g * j.nblk + b];
-        j.mean[g] = s / (double)m;
+        const double *bs = j.sum + g * j.nblk, *bq = j.m2 + g * j.nblk;
+        double s = 0, q = 0;
+        for (int64_t b = 0; b < j.nblk; b++) s += bs[b];
+        const double mean = s / (double)m;
+        for (int64_t b = 0; b < j.nblk; b++) {
+            const int64_t nb = b + 1 < j.nblk ? NBLK : m - b * NBLK;
+            const double d = bs[b] / (double)nb - mean;
+            q += bq[b] + (double)nb * d * d;
+        }
+        j.mean[g] = mean;
+        j.rstd[g] = 1.0 / sqrt(q / (double)m + (double)eps);
     }
     j.pass = 1;
-    vp_parallel_for(items, 1, gn_range, &j);
-    for (int64_t g = 0; g < ngr; g++) {
-        double ss = 0;
-        for (int64_t b = 0; b < j.nblk; b++) ss += j.part[g * j.nblk + b];
-        j.rstd[g] = 1.0 / sqrt(ss / (double)m + (double)eps);
-    }
-    j.pass = 2;
     j.gamma = gamma ? gamma->data : NULL;
     j.beta = beta ? beta->data : NULL;
     vp_parallel_for(items, 1, gn_range, &j);
-    free(j.part), free(j.mean), free(j.rstd);
+    free(j.sum), free(j.m2), free(j.mean), free(j.rstd);
     return 0;
 }
 
@@ -109,6 +137,9 @@ struct ew_job {
     int op; /* 0 relu, 1 leaky_relu, 2 add */
 };
 
+/* Four at a time (SSE2 vectors: comparisons on wider generic vectors are not vectorised without
+ * AVX) with the reference's comparison per lane (NaN and -0.0 pass relu unchanged, as
+ * `a < 0 ? 0 : a` does); the same bytes as the reference, in place or not. */
 static void ew_range(void *ctx, uint64_t begin, uint64_t end, int worker)
 {
     const struct ew_job *j = ctx;
@@ -116,12 +147,25 @@ static void ew_range(void *ctx, uint64_t begin, uint64_t end, int worker)
     const float *a = j->a, *b = j->b;
     float *y = j->y;
     const float s = j->slope;
-    if (j->op == 0)
-        for (uint64_t i = i0; i < i1; i++) y[i] = a[i] < 0 ? 0.0f : a[i]; /* NaN passes, as torch.relu */
-    else if (j->op == 1)
-        for (uint64_t i = i0; i < i1; i++) y[i] = a[i] > 0 ? a[i] : a[i] * s;
-    else
-        for (uint64_t i = i0; i < i1; i++) y[i] = a[i] + b[i];
+    const v4f sv = {s, s, s, s}, zero = {0};
+    uint64_t i = i0;
+    if (j->op == 0) {
+        for (; i + 4 <= i1; i += 4) {
+            const v4f v = *(const v4fu *)(a + i);
+            *(v4fu *)(y + i) = (v4f)((v4i)v & ~(v < zero));
+        }
+        for (; i < i1; i++) y[i] = a[i] < 0 ? 0.0f : a[i]; /* NaN passes, as torch.relu */
+    } else if (j->op == 1) {
+        for (; i + 4 <= i1; i += 4) {
+            const v4f v = *(const v4fu *)(a + i);
+            const v4i pos = v > zero;
+            *(v4fu *)(y + i) = (v4f)(((v4i)v & pos) | ((v4i)(v * sv) & ~pos));
+        }
+        for (; i < i1; i++) y[i] = a[i] > 0 ? a[i] : a[i] * s;
+    } else {
+        for (; i + 4 <= i1; i += 4) *(v4fu *)(y + i) = *(const v4fu *)(a + i) + *(const v4fu *)(b + i);
+        for (; i < i1; i++) y[i] = a[i] + b[i];
+    }
 }
 
 static void ew_run(struct ew_job *j)
@@ -173,31 +217,40 @@ struct up_job {
     int64_t D, H, W, Do, Ho, Wo;
     const int64_t *hi, *wi; /* per output row / column: the two source indices */
     const float *hl, *wl;   /* and their weights */
+    double *scratch;        /* per worker: 2 * H * Wo doubles */
 };
 
-/* Item = one output plane (n, c, od). */
+/* Item = one output plane (n, c, od). The reference computes, per output voxel,
+ *   a0 (b0 X(d0,h0) + b1 X(d0,h1)) + a1 (b0 X(d1,h0) + b1 X(d1,h1)),  X(d,h)[ow] = c0 x[d,h,w0] + c1 x[d,h,w1]
+ * in f64. Here X is computed once per source row of the two source planes (not four times per
+ * output row) and the rest row by row over plain arrays; the same operations in the same order,
+ * so the same bytes. */
 static void up_range(void *ctx, uint64_t begin, uint64_t end, int worker)
 {
     const struct up_job *j = ctx;
+    const int64_t Wo = j->Wo;
+    double *X0 = j->scratch + (int64_t)worker * 2 * j->H * Wo, *X1 = X0 + j->H * Wo;
     for (uint64_t it = begin; it < end; it++) {
         const int64_t od = (int64_t)it % j->Do, nc = (int64_t)it / j->Do;
         int64_t d0, d1;
         float a0, a1;
         lin_src(od, j->D, &d0, &d1, &a0, &a1);
-        const float *p0 = j->x + (nc * j->D + d0) * j->H * j->W, *p1 = j->x + (nc * j->D + d1) * j->H * j->W;
-        float *yr = j->y + (int64_t)it * j->Ho * j->Wo;
-        for (int64_t oh = 0; oh < j->Ho; oh++, yr += j->Wo) {
-            const float b0 = j->hl[2 * oh], b1 = j->hl[2 * oh + 1];
-            const float *r00 = p0 + j->hi[2 * oh] * j->W, *r01 = p0 + j->hi[2 * oh + 1] * j->W;
-            const float *r10 = p1 + j->hi[2 * oh] * j->W, *r11 = p1 + j->hi[2 * oh + 1] * j->W;
-            for (int64_t ow = 0; ow < j->Wo; ow++) {
-                const int64_t w0 = j->wi[2 * ow], w1 = j->wi[2 * ow + 1];
-                const float c0 = j->wl[2 * ow], c1 = j->wl[2 * ow + 1];
-                /* the reference's expression, term for term */
-                double v = a0 * (b0 * ((double)c0 * r00[w0] + (double)c1 * r00[w1]) + b1 * ((double)c0 * r01[w0] + (double)c1 * r01[w1])) +
-                           a1 * (b0 * ((double)c0 * r10[w0] + (double)c1 * r10[w1]) + b1 * ((double)c0 * r11[w0] + (double)c1 * r11[w1]));
-                yr[ow] = (float)v;
-            }
+        for (int p = 0; p < 2; p++) {
+            const float *pl = j->x + (nc * j->D + (p ? d1 : d0)) * j->H * j->W;
+            double *X = p ? X1 : X0;
+            for (int64_t h = 0; h < j->H; h++)
+                for (int64_t ow = 0; ow < Wo; ow++) {
+                    const float *r = pl + h * j->W;
+                    X[h * Wo + ow] = (double)j->wl[2 * ow] * r[j->wi[2 * ow]] + (double)j->wl[2 * ow + 1] * r[j->wi[2 * ow + 1]];
+                }
+        }
+        float *yr = j->y + (int64_t)it * j->Ho * Wo;
+        for (int64_t oh = 0; oh < j->Ho; oh++, yr += Wo) {
+            const double b0 = j->hl[2 * oh], b1 = j->hl[2 * oh + 1], da0 = a0, da1 = a1;
+            const double *restrict x00 = X0 + j->hi[2 * oh] * Wo, *restrict x01 = X0 + j->hi[2 * oh + 1] * Wo;
+            const double *restrict x10 = X1 + j->hi[2 * oh] * Wo, *restrict x11 = X1 + j->hi[2 * oh + 1] * Wo;
+            for (int64_t ow = 0; ow < Wo; ow++)
+                yr[ow] = (float)(da0 * (b0 * x00[ow] + b1 * x01[ow]) + da1 * (b0 * x10[ow] + b1 * x11[ow]));
         }
     }
 }
@@ -208,7 +261,8 @@ int vp_nn_fast_upsample_trilinear2x(const vp_tensor *x, vp_tensor *y)
     int64_t os[5] = {x->shape[0], x->shape[1], 2 * x->shape[2], 2 * x->shape[3], 2 * x->shape[4]};
     if (vp_nn_check_out("upsample_trilinear2x", y, os)) return -1;
     if (vp_tensor_numel(y) == 0) return 0;
-    struct up_job j = {x->data, y->data, x->shape[2], x->shape[3], x->shape[4], os[2], os[3], os[4], NULL, NULL, NULL, NULL};
+    struct up_job j = {x->data, y->data, x->shape[2], x->shape[3], x->shape[4], os[2], os[3], os[4], NULL, NULL, NULL, NULL, NULL};
+    j.scratch = vp_malloc((size_t)(vp_parallel_workers() * 2 * j.H * os[4]) * sizeof *j.scratch);
     int64_t *hi = vp_malloc((size_t)(2 * (os[3] + os[4])) * sizeof *hi);
     float *hl = vp_malloc((size_t)(2 * (os[3] + os[4])) * sizeof *hl);
     for (int64_t o = 0; o < os[3]; o++) lin_src(o, j.H, &hi[2 * o], &hi[2 * o + 1], &hl[2 * o], &hl[2 * o + 1]);
@@ -217,7 +271,7 @@ int vp_nn_fast_upsample_trilinear2x(const vp_tensor *x, vp_tensor *y)
     for (int64_t o = 0; o < os[4]; o++) lin_src(o, j.W, &wi[2 * o], &wi[2 * o + 1], &wl[2 * o], &wl[2 * o + 1]);
     j.hi = hi, j.hl = hl, j.wi = wi, j.wl = wl;
     vp_parallel_for((uint64_t)(os[0] * os[1] * os[2]), 1, up_range, &j);
-    free(hi), free(hl);
+    free(hi), free(hl), free(j.scratch);
     return 0;
 }
 

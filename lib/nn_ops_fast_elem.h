@@ -3,9 +3,12 @@
  * nn_backend.h (shape checks, in-place rules, return 0 or -1 after vp_error()).
  *
  * Determinism: work is split into ranges fixed by the tensor shape alone (never by the thread
- * count); every output element is computed by one thread with the reference's arithmetic, and the
- * norm statistics are f64 sums over fixed-size blocks combined in block order, so the bytes are
- * the same for any --threads (and equal to the reference's, up to the last bits of the f64 mean).
+ * count) and every output element is computed by one thread, so the bytes are the same for any
+ * --threads. Activations, add, upsampling, softmax and argmax do the reference's arithmetic per
+ * element (the reference's bytes); the norms' statistics are f64 (per fixed-size block: the sum,
+ * then the squared deviations from the block's mean, combined in block order with Chan's formula)
+ * and the normalisation is f32, (x - mean) * (rstd * gamma) + beta (tests/unit/test_nn_fast.c:
+ * within 1e-5 x max(1, max |y|) of the reference's f64 expression).
  *
  * Ownership: nothing is allocated for the caller.
  */
@@ -14,8 +17,8 @@
 
 #include "nn_tensor.h"
 
-/* GroupNorm (instance norm: groups = C), statistics in f64 over fixed blocks, then the
- * reference's f64 normalisation per element; all passes parallel over blocks. */
+/* GroupNorm (instance norm: groups = C): one parallel pass for the block statistics (each block
+ * read once from memory), a short serial combination, one parallel f32 normalising pass. */
 int vp_nn_fast_group_norm(const vp_tensor *x, int groups, float eps, const vp_tensor *gamma, const vp_tensor *beta,
                           vp_tensor *y);
 /* Element-wise ops, parallel over fixed chunks; in place allowed as in the reference. */
