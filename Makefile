@@ -52,6 +52,17 @@ ALL_CFLAGS += -DVP_HAVE_CUDA
 LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -Wl,--push-state,--as-needed -lcudnn -lcudart -lstdc++ -Wl,--pop-state
 STUB     := lib/nn_cuda_stub.c
 endif
+# Data-parallel training across CPU ranks (trainers/): MPI when Open MPI's pkg-config is found;
+# NCCL for GPU ranks when MPI, NCCL and nvcc all exist (its unique id is broadcast over MPI)
+HAVE_MPI := $(shell pkg-config --exists ompi-c 2>/dev/null && echo 1)
+ifeq ($(HAVE_MPI),1)
+ALL_CFLAGS += -DVP_HAVE_MPI $(shell pkg-config --cflags ompi-c)
+LDLIBS   += -Wl,--push-state,--as-needed $(shell pkg-config --libs ompi-c) -Wl,--pop-state
+endif
+ifneq ($(and $(HAVE_MPI),$(HAVE_NCCL),$(NVCC)),)
+ALL_CFLAGS += -DVP_HAVE_NCCL -I$(CUDA_HOME)/include
+LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -Wl,--push-state,--as-needed -lnccl -lcudart -Wl,--pop-state
+endif
 LIB_SRC  := $(filter-out $(STUB),$(wildcard lib/*.c))
 LIB_OBJ  := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC)) $(patsubst lib/%.cc,$(BUILD)/lib/%.o,$(wildcard lib/*.cc)) $(CUDA_OBJ)
 PROG_SRC := $(wildcard filters/*.c metrics/*.c trainers/*.c)
@@ -72,6 +83,7 @@ config: deps
 	@echo "voxpipe: cpu backend: yes"
 	@echo "voxpipe: nvcc: $(if $(NVCC),$(NVCC),not found (CUDA parts skipped))"
 	@echo "voxpipe: cuDNN: $(if $(HAVE_CUDNN),found,not found)  NCCL: $(if $(HAVE_NCCL),found,not found)  cuda backend: $(if $(CUDA_OBJ),yes,no)"
+	@echo "voxpipe: MPI (data-parallel training on CPU ranks): $(if $(HAVE_MPI),yes,no)"
 
 $(BUILD)/lib/%.o: lib/%.c
 	@mkdir -p $(dir $@)
@@ -140,6 +152,7 @@ golden: test-deps
 	.venv/bin/python tests/scripts/make_golden_preproc.py "$(DATA)" tests/golden/preproc
 	.venv/bin/python tests/scripts/make_golden_hausdorff.py "$(DATA)"
 	.venv/bin/python tests/scripts/make_golden_train.py "$(DATA)"
+	.venv/bin/python tests/scripts/make_golden_trainer.py
 	.venv/bin/python tests/scripts/make_golden_augment.py "$(DATA)"
 
 demo: all test-deps

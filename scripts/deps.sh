@@ -3,7 +3,7 @@
 #   build: compilers and libraries;  test: + test frameworks;  peers: + Python peers in .venv
 set -e
 what=${1:-build}
-pkgs="build-essential pkg-config libmsgpack-dev libzmq3-dev libnifti2-dev libniftiio-dev libznz-dev zlib1g-dev libdeflate-dev libisal-dev libdcmtk-dev libopenjp2-7-dev libsodium-dev libssl-dev g++"
+pkgs="build-essential pkg-config libmsgpack-dev libzmq3-dev libnifti2-dev libniftiio-dev libznz-dev zlib1g-dev libdeflate-dev libisal-dev libdcmtk-dev libopenjp2-7-dev libsodium-dev libssl-dev libopenmpi-dev openmpi-bin g++"
 [ "$what" = build ] || pkgs="$pkgs libcriterion-dev bats python3 python3-venv python3-pip time dcm2niix dcmtk dicom3tools orthanc openssl iproute2"
 missing=""
 for p in $pkgs; do

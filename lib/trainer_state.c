@@ -1,0 +1,279 @@
+/* trainer_state.c - checkpoints, resume, validation and the JSON log of a training run (see
+ * trainer_int.h and trainer.h for the files). */
+#include "trainer_int.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+double vp_trun_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void vp_trun_log(vp_trun *r, const char *fmt, ...)
+{
+    if (!r->log) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(r->log, fmt, ap);
+    va_end(ap);
+    fputc('\n', r->log);
+    fflush(r->log);
+}
+
+/* ---- checkpoints */
+
+#define NMETA 16
+struct kv {
+    int n;
+    const char *k[NMETA];
+    char *v[NMETA];
+};
+
+static void kv_add(struct kv *m, const char *k, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void kv_add(struct kv *m, const char *k, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0) vp_die(VP_ERR_RUNTIME, "out of memory");
+    va_end(ap);
+    m->k[m->n] = k, m->v[m->n] = s;
+    m->n++;
+}
+
+static void kv_free(struct kv *m)
+{
+    for (int i = 0; i < m->n; i++) free(m->v[i]);
+    m->n = 0;
+}
+
+static void dir_path(char *out, size_t n, const vp_trun *r, const char *file)
+{
+    snprintf(out, n, "%s/%s", r->cfg->out_dir, file);
+}
+
+int vp_trun_save(vp_trun *r, int is_best)
+{
+    if (r->dist.rank != 0) return 0;
+    const vp_trainer_cfg *c = r->cfg;
+    char path[4200];
+    int rc = 0;
+    if (mkdir(c->out_dir, 0755) && errno != EEXIST)
+        return vp_error("%s: cannot create the checkpoint directory: %s", c->out_dir, strerror(errno));
+    /* 1. the training state, the file --resume reads */
+    int ns = vp_optim_state_count(r->o);
+    const char **names = vp_malloc((size_t)(ns + 1) * sizeof *names);
+    const float **data = vp_malloc((size_t)(ns + 1) * sizeof *data);
+    int64_t *len = vp_malloc((size_t)(ns + 1) * sizeof *len);
+    names[0] = "params";
+    data[0] = vp_trainable_flat_params(r->m, &len[0]);
+    for (int i = 0; i < ns; i++) data[i + 1] = vp_optim_state(r->o, i, &names[i + 1], &len[i + 1]);
+    char rng[65], *hist = vp_thist_to_json(&r->hist);
+    vp_rng_to_hex(&r->rng, rng);
+    struct kv m = {0};
+    kv_add(&m, "voxpipe.train.format", "1");
+    kv_add(&m, "voxpipe.train.arch", "%s", vp_trainable_arch(r->m));
+    kv_add(&m, "voxpipe.train.epoch", "%ld", r->epoch);
+    kv_add(&m, "voxpipe.train.iter", "%ld", r->iter);
+    kv_add(&m, "voxpipe.train.step", "%lld", (long long)r->step);
+    kv_add(&m, "voxpipe.train.optim_steps", "%lld", (long long)vp_optim_step_count(r->o));
+    kv_add(&m, "voxpipe.train.rng", "%s", rng);
+    kv_add(&m, "voxpipe.train.consumed", "%llu", (unsigned long long)r->consumed);
+    kv_add(&m, "voxpipe.train.loss_sum", "%.17g", r->loss_sum);
+    kv_add(&m, "voxpipe.train.best", "%.17g", r->best);
+    kv_add(&m, "voxpipe.train.history", "%s", hist);
+    kv_add(&m, "voxpipe.train.world_size", "%d", r->dist.size);
+    free(hist);
+    dir_path(path, sizeof path, r, "last.optim.safetensors");
+    rc = vp_tst_write(path, ns + 1, names, data, len, m.n, m.k, (const char *const *)m.v);
+    free(names), free(data), free(len);
+    kv_free(&m);
+    if (rc) return -1;
+
+    /* 2. the model, with what inference needs */
+    const char *labels = r->labels_json ? r->labels_json : "{}";
+    if (c->arch == VP_TRAINER_SEGRESNET) { /* network axes = volume (x, y, z) */
+        kv_add(&m, "voxpipe.roi", "%d,%d,%d", c->patch[0], c->patch[1], c->patch[2]);
+        kv_add(&m, "voxpipe.spacing", "%.9g,%.9g,%.9g", r->spacing[0], r->spacing[1], r->spacing[2]);
+        kv_add(&m, "voxpipe.labels", "%s", labels);
+    } else { /* (z, y, x); patch_size comes with the architecture */
+        kv_add(&m, "spacing", "%.9g,%.9g,%.9g", r->spacing[2], r->spacing[1], r->spacing[0]);
+        kv_add(&m, "labels", "%s", labels);
+    }
+    kv_add(&m, "voxpipe.train.epoch", "%ld", r->epoch);
+    kv_add(&m, "voxpipe.train.step", "%lld", (long long)r->step);
+    dir_path(path, sizeof path, r, "last.safetensors");
+    rc = vp_trainable_save(r->m, path, m.n, m.k, (const char *const *)m.v);
+    if (!rc && is_best) {
+        dir_path(path, sizeof path, r, "best.safetensors");
+        rc = vp_trainable_save(r->m, path, m.n, m.k, (const char *const *)m.v);
+    }
+    kv_free(&m);
+    if (rc) return -1;
+
+    /* 3. the curves */
+    char title[300];
+    snprintf(title, sizeof title, "%s: loss and mean validation Dice per epoch", c->prog);
+    char *svg = vp_thist_svg(&r->hist, title);
+    dir_path(path, sizeof path, r, "curves.svg");
+    rc = vp_atomic_write_text(path, svg, strlen(svg));
+    free(svg);
+    if (rc) return -1;
+    vp_trun_log(r, "{\"type\":\"checkpoint\",\"epoch\":%ld,\"iter\":%ld,\"step\":%lld,\"best\":%s}", r->epoch, r->iter,
+                (long long)r->step, is_best ? "true" : "false");
+    return 0;
+}
+
+/* ---- resume */
+
+static int meta_ll(const vp_safetensors *st, const char *path, const char *key, long long lo, long long *out)
+{
+    const char *s = vp_st_meta(st, key);
+    char *e;
+    if (!s) return vp_error("%s: corrupt training state: no metadata %s", path, key);
+    errno = 0;
+    long long v = strtoll(s, &e, 10);
+    if (e == s || *e || errno || v < lo) return vp_error("%s: corrupt training state: metadata %s '%s'", path, key, s);
+    *out = v;
+    return 0;
+}
+
+int vp_trun_load_state(vp_trun *r, vp_safetensors **st)
+{
+    char path[4200], mpath[4200];
+    dir_path(path, sizeof path, r, "last.optim.safetensors");
+    dir_path(mpath, sizeof mpath, r, "last.safetensors");
+    *st = NULL;
+    if (access(path, R_OK)) return vp_error("%s: cannot resume: %s", path, strerror(errno)), VP_ERR_RUNTIME;
+    if (access(mpath, R_OK)) return vp_error("%s: cannot resume: %s", mpath, strerror(errno)), VP_ERR_RUNTIME;
+    *st = vp_st_open(path);
+    if (!*st) return VP_ERR_DATA;
+    long long ep, it, step, cons;
+    const char *rng = vp_st_meta(*st, "voxpipe.train.rng"), *hist = vp_st_meta(*st, "voxpipe.train.history");
+    const char *ls = vp_st_meta(*st, "voxpipe.train.loss_sum"), *best = vp_st_meta(*st, "voxpipe.train.best");
+    const char *fmt = vp_st_meta(*st, "voxpipe.train.format");
+    int bad = !fmt || strcmp(fmt, "1");
+    if (bad) vp_error("%s: corrupt training state: voxpipe.train.format is not \"1\"", path);
+    if (!bad) bad = meta_ll(*st, path, "voxpipe.train.epoch", 0, &ep) || meta_ll(*st, path, "voxpipe.train.iter", 0, &it) ||
+                    meta_ll(*st, path, "voxpipe.train.step", 0, &step) || meta_ll(*st, path, "voxpipe.train.consumed", 1, &cons);
+    if (!bad && vp_rng_from_hex(&r->rng, rng)) bad = 1, vp_error("%s: corrupt training state: voxpipe.train.rng", path);
+    if (!bad && (!hist || vp_thist_from_json(&r->hist, hist))) bad = 1, vp_error("%s: corrupt training state: voxpipe.train.history", path);
+    char *e1 = NULL, *e2 = NULL;
+    if (!bad && ls && best) r->loss_sum = strtod(ls, &e1), r->best = strtod(best, &e2);
+    if (!bad && (!e1 || *e1 || !e2 || *e2)) bad = 1, vp_error("%s: corrupt training state: loss_sum / best", path);
+    if (!bad && (it > r->cfg->iters || r->hist.n != ep))
+        bad = 1, vp_error("%s: training state at epoch %lld iteration %lld does not fit --iters-per-epoch %ld or its history",
+                          path, ep, it, r->cfg->iters);
+    if (bad) {
+        vp_st_close(st);
+        return VP_ERR_DATA;
+    }
+    r->epoch = (long)ep, r->iter = (long)it, r->step = step, r->consumed = (uint64_t)cons;
+    vp_info("resuming %s at epoch %lld, iteration %lld (step %lld)", r->cfg->out_dir, ep, it, step);
+    return 0;
+}
+
+static int restore_array(const vp_safetensors *st, const char *path, const char *name, float *dst, int64_t n)
+{
+    const vp_st_tensor *t = vp_st_find(st, name);
+    if (!t) return vp_error("%s: corrupt training state: no tensor '%s'", path, name);
+    if (t->ndim != 1 || t->shape[0] != n || strcmp(t->dtype, "F32"))
+        return vp_error("%s: tensor '%s': not %lld F32 values as the model needs", path, name, (long long)n);
+    vp_tensor *v = vp_st_load(st, name);
+    if (!v) return -1;
+    memcpy(dst, v->data, (size_t)n * sizeof *dst);
+    vp_tensor_free(&v);
+    return 0;
+}
+
+int vp_trun_restore(vp_trun *r, vp_safetensors *st)
+{
+    char path[4200];
+    dir_path(path, sizeof path, r, "last.optim.safetensors");
+    int64_t n;
+    float *p = vp_trainable_flat_params(r->m, &n);
+    if (restore_array(st, path, "params", p, n)) return VP_ERR_DATA;
+    for (int i = 0; i < vp_optim_state_count(r->o); i++) {
+        const char *name;
+        float *s = vp_optim_state(r->o, i, &name, &n);
+        if (restore_array(st, path, name, s, n)) return VP_ERR_DATA;
+    }
+    long long steps;
+    if (meta_ll(st, path, "voxpipe.train.optim_steps", 0, &steps)) return VP_ERR_DATA;
+    vp_optim_set_step_count(r->o, steps);
+    return 0;
+}
+
+/* ---- validation */
+
+double vp_trun_validate(vp_trun *r)
+{
+    int K = r->classes, div[3];
+    vp_trainable_divisor(r->m, div);
+    double *dsum = vp_calloc((size_t)K, sizeof *dsum);
+    int *dn = vp_calloc((size_t)K, sizeof *dn);
+    int64_t *cnt = vp_calloc(3 * (size_t)K, sizeof *cnt);
+    double t0 = vp_trun_now();
+    for (int i = 0; i < r->nval; i++) {
+        const vp_tcase *t = r->val[i];
+        int64_t dims[3], off[3];
+        float *x = vp_tcase_tensor(t, r->axes, div, r->cfg->patch, dims, off);
+        int64_t shape[5] = {1, t->nc, dims[0], dims[1], dims[2]}, pv = dims[0] * dims[1] * dims[2];
+        vp_tensor xt = vp_tensor_view(x, 5, shape), *y = NULL;
+        int rc = vp_trainable_forward(r->m, r->be, &xt, &y);
+        free(x);
+        if (rc) {
+            free(dsum), free(dn), free(cnt);
+            return -2;
+        }
+        int32_t *pred = vp_malloc((size_t)pv * sizeof *pred);
+        for (int64_t v = 0; v < pv; v++) { /* argmax over classes, the first of equal maxima */
+            int best = 0;
+            for (int k = 1; k < K; k++)
+                if (y->data[k * pv + v] > y->data[best * pv + v]) best = k;
+            pred[v] = best;
+        }
+        vp_tensor_free(&y);
+        memset(cnt, 0, 3 * (size_t)K * sizeof *cnt);
+        vp_tcase_overlap(t, r->axes, pred, dims, off, K, cnt, cnt + K, cnt + 2 * K);
+        free(pred);
+        for (int k = 1; k < K; k++)
+            if (cnt[2 * K + k]) { /* classes absent from the reference are not scored (MONAI ignore_empty) */
+                dsum[k] += 2.0 * (double)cnt[k] / (double)(cnt[K + k] + cnt[2 * K + k]);
+                dn[k]++;
+            }
+    }
+    double mean = 0;
+    int nm = 0;
+    size_t cap = 64 + 32 * (size_t)K, len = 0;
+    char *js = vp_malloc(cap);
+    js[len++] = '{';
+    for (int k = 1; k < K; k++)
+        if (dn[k]) {
+            double d = dsum[k] / dn[k];
+            mean += d, nm++;
+            len += (size_t)snprintf(js + len, cap - len, "%s\"%d\":%.6f", nm > 1 ? "," : "", k, d);
+        }
+    js[len++] = '}', js[len] = 0;
+    mean = nm ? mean / nm : NAN;
+    if (isnan(mean))
+        vp_trun_log(r, "{\"type\":\"val\",\"epoch\":%ld,\"cases\":%d,\"dice\":%s,\"mean_dice\":null}", r->epoch, r->nval, js);
+    else
+        vp_trun_log(r, "{\"type\":\"val\",\"epoch\":%ld,\"cases\":%d,\"dice\":%s,\"mean_dice\":%.6f,\"time_s\":%.3f}", r->epoch,
+                    r->nval, js, mean, vp_trun_now() - t0);
+    if (!r->bar) vp_debug("epoch %ld: validation mean Dice %.4f over %d case(s)", r->epoch, mean, r->nval);
+    else fprintf(stderr, "\n%s: epoch %ld: validation mean Dice %.4f\n", r->cfg->prog, r->epoch + 1, mean);
+    free(js), free(dsum), free(dn), free(cnt);
+    return mean;
+}
