@@ -3,6 +3,8 @@
 #include "endpoint.h"
 #include "filter.h"
 #include "frame.h"
+#include "nn_meta.h"
+#include "nn_preprocess.h"
 #include "nn_segresnet.h"
 #include "nn_sliding.h"
 #include "util.h"
@@ -25,10 +27,13 @@ static const char *vol_name = "image";
 static const char *label_name = "label";
 static int want_prob = 0;
 static int backend = 1; /* ref, cpu, cuda */
+static int no_preprocess = 0;
+static int aggregate = 0; /* band, f32 */
 
 static const char *const blends[] = {"gaussian", "constant", NULL};
 static const char *const pads[] = {"constant", "replicate", NULL};
 static const char *const backends[] = {"ref", "cpu", "cuda", NULL};
+static const char *const aggregates[] = {"band", "f32", NULL};
 
 static const struct vp_opt opts[] = {
     {'i', "in", "ENDPOINT", VP_OPT_STR, &in_spec, "where to read the stream: -, FILE, @tcp://ADDR:PORT, >tcp://HOST:PORT", 0, 0, NULL},
@@ -43,6 +48,8 @@ static const struct vp_opt opts[] = {
     {0, "vol", "NAME", VP_OPT_STR, &vol_name, "the image volume (default: image)", 0, 0, NULL},
     {0, "label", "NAME", VP_OPT_STR, &label_name, "name of the label volume written (default: label)", 0, 0, NULL},
     {0, "prob", NULL, VP_OPT_FLAG, &want_prob, "also write 'prob': softmax probabilities, f16, one channel per class", 0, 0, NULL},
+    {0, "no-preprocess", NULL, VP_OPT_FLAG, &no_preprocess, "the image is already on the model's spacing and intensity scale: use it as it is", 0, 0, NULL},
+    {0, "aggregate", "MODE", VP_OPT_CHOICE, &aggregate, "band (default: bounded memory, same result) or f32 (whole volume, as MONAI)", 0, 0, aggregates},
     {0, "backend", "NAME", VP_OPT_CHOICE, &backend, "nn backend: cpu (default), ref (slow reference) or cuda (GPU 0; exit 4 when none)", 0, 0, backends},
     {0, NULL, NULL, 0, NULL, NULL, 0, 0, NULL},
 };
@@ -50,9 +57,14 @@ static const struct vp_opt opts[] = {
 static const struct vp_cmd cmd = {
     "infer-ressegnet", "segment each case with a SegResNet by MONAI-style sliding-window inference",
     "[options] -m MODEL",
-    "The image volume (any dtype, one channel per network input channel) must already be\n"
-    "preprocessed as the model was trained (resampled and intensity-normalised, e.g. with resample\n"
-    "and normalize --mode monailabel): this program applies no preprocessing yet.\n"
+    "Preprocessing, from the model's metadata (docs/MODELS.md), as MONAI Label's segmentation app\n"
+    "does, unless --no-preprocess: the image (any dtype, one channel per network input) is resampled\n"
+    "to voxpipe.spacing (MONAI Spacingd: bilinear, border padding, first voxel centre kept), then\n"
+    "intensity-normalised as voxpipe.norm says (ScaleIntensityRange a_min..a_max -> b_min..b_max with\n"
+    "clip; or ct, zscore, none). The label is computed on that grid and resampled back nearest onto\n"
+    "the input grid (order 0 on the affine map, as MONAI's SpatialResample/Invertd with mode 0), so\n"
+    "'label' has exactly the input's dims and affine; --prob is resampled back linearly per class.\n"
+    "Keys missing from the metadata skip their step. Models: tools/convert_monai.py.\n"
     "\n"
     "Inference is monai.inferers.sliding_window_inference with sw_batch_size 1: windows of --roi\n"
     "voxels in the NIfTI voxel order (x, y, z) of the volume, scan interval int(roi * (1 - overlap)),\n"
@@ -62,11 +74,16 @@ static const struct vp_cmd cmd = {
     "or replicate. The network's input must be divisible by 2^(levels-1) in every axis: choose --roi\n"
     "accordingly (MONAI fails the same way).\n"
     "\n"
+    "Memory: by default (--aggregate band) only a band of roi-x rows of the logits is held (classes x\n"
+    "roi_x x ny x nz floats); each row is averaged, argmaxed and dropped once no later window\n"
+    "touches it. The sums are the same, in the same order, as MONAI's full-size buffer, so the output\n"
+    "is bit for bit that of --aggregate f32 (all classes in f32 at full size, as MONAI does).\n"
+    "\n"
     "Output: the argmax over classes as 'label' (u8, u16 above 256 classes; the first class wins\n"
     "exact ties) on the input grid with the input's affine, and with --prob the softmax as 'prob'\n"
-    "(f16, nx x ny x nz x classes). Other volumes and meta pass through. A case whose image has NaN\n"
-    "voxels, a wrong channel count or is missing is an error (exit 3). Logits are aggregated in f32\n"
-    "for all classes at once (4 bytes x classes x voxels), as MONAI does.",
+    "(f16, nx x ny x nz x classes). Meta 'labels' gets the model's voxpipe.labels names (for vol-info\n"
+    "and dcm-store). Other volumes and meta pass through. A case whose image has NaN voxels (after\n"
+    "preprocessing), a wrong channel count or is missing is an error (exit 3).",
     opts, 0, 0,
 };
 
@@ -74,7 +91,7 @@ struct ctx {
     vp_segresnet *m;
     const vp_nn_backend *be;
     vp_sw_params sw;
-    int roi_set;
+    vp_nn_meta meta;
 };
 
 static int predict(void *ctx, const vp_tensor *x, vp_tensor **y)
@@ -92,60 +109,122 @@ static int parse_roi(const char *s, int roi[3])
     return 0;
 }
 
+/* Where the final rows go: label (and prob) on the network's grid, x fastest. */
+struct sink {
+    vp_vol *lab, *prob;
+    float *l;
+};
+
+/* One final row x = d of the logits, (K, ny, nz) with z fastest: argmax (and softmax). */
+static int emit_row(void *ectx, int64_t d, int64_t K, const float *row)
+{
+    struct sink *s = ectx;
+    const int64_t nx = (int64_t)s->lab->dims[0], ny = (int64_t)s->lab->dims[1], nz = (int64_t)s->lab->dims[2];
+    const int64_t V = nx * ny * nz, P = ny * nz;
+    if (!s->l) s->l = vp_malloc((size_t)K * sizeof(float));
+    if (s->lab->dtype == VP_U8 && K > 256) return vp_error("internal: %lld classes in a u8 label", (long long)K);
+    for (int64_t yi = 0; yi < ny; yi++)
+        for (int64_t zi = 0; zi < nz; zi++) {
+            int64_t t = yi * nz + zi, o = (zi * ny + yi) * nx + d;
+            int best = 0;
+            for (int64_t k = 0; k < K; k++) {
+                s->l[k] = row[k * P + t];
+                if (s->l[k] > s->l[best]) best = (int)k;
+            }
+            if (s->lab->dtype == VP_U16) ((uint16_t *)s->lab->data)[o] = (uint16_t)best;
+            else ((uint8_t *)s->lab->data)[o] = (uint8_t)best;
+            if (s->prob) {
+                double sum = 0;
+                for (int64_t k = 0; k < K; k++) sum += exp((double)s->l[k] - s->l[best]);
+                for (int64_t k = 0; k < K; k++)
+                    ((uint16_t *)s->prob->data)[k * V + o] = vp_float_to_half((float)(exp((double)s->l[k] - s->l[best]) / sum));
+            }
+        }
+    return 0;
+}
+
+static void set_labels_meta(vp_case *cs, const vp_nn_meta *m)
+{
+    if (!m->nlabels) return;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    vp_nn_meta_pack_labels(m, &pk);
+    vp_case_meta_set_sbuf(cs, "labels", &sb);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 static int step(vp_case *cs, void *vctx)
 {
     struct ctx *c = vctx;
     vp_vol *v = vp_case_vol(cs, vol_name);
     const vp_segresnet_cfg *cfg = vp_segresnet_config(c->m);
+    char ctxs[VP_MAX_ID + 300];
+    snprintf(ctxs, sizeof ctxs, "case '%s': volume '%s'", cs->id, vol_name);
     if (!v) return vp_error("case '%s': no volume '%s'", cs->id, vol_name), VP_ERR_DATA;
     if ((int64_t)v->dims[3] != cfg->in_channels)
         return vp_error("case '%s': volume '%s' has %llu channel(s); the model takes %d", cs->id, vol_name,
                         (unsigned long long)v->dims[3], cfg->in_channels), VP_ERR_DATA;
+    vp_nn_prep prep = {0};
+    vp_vol *pv = NULL;
+    if (!no_preprocess) {
+        if (v->dims[3] != 1)
+            return vp_error("%s: preprocessing takes one channel (give --no-preprocess for a prepared image)", ctxs), VP_ERR_DATA;
+        if (!(pv = vp_nn_preprocess(v, &c->meta, VP_NN_STYLE_MONAI, &prep, ctxs))) return VP_ERR_DATA;
+    }
+    const vp_vol *iv = pv ? pv : v;
     uint64_t nans;
-    vp_tensor *x = vp_vol_to_tensor(v, &nans);
+    vp_tensor *x = vp_vol_to_tensor(iv, &nans);
     if (nans) {
         vp_tensor_free(&x);
+        vp_vol_free(&pv);
         return vp_error("case '%s': volume '%s' has %llu NaN voxel(s); replace them first (e.g. normalize)", cs->id,
                         vol_name, (unsigned long long)nans), VP_ERR_DATA;
     }
-    vp_tensor *y = NULL;
-    int rc = vp_sliding_window(x, &c->sw, predict, c, NULL, &y);
-    vp_tensor_free(&x);
-    if (rc) return vp_error("case '%s': inference failed", cs->id), VP_ERR_RUNTIME;
-    int64_t K = y->shape[1], nx = (int64_t)v->dims[0], ny = (int64_t)v->dims[1], nz = (int64_t)v->dims[2];
-    int64_t V = nx * ny * nz;
-    uint64_t dims[4] = {v->dims[0], v->dims[1], v->dims[2], 1};
-    vp_vol *lab = vp_vol_new(dims, K > 256 ? VP_U16 : VP_U8, v->affine);
-    vp_vol *prob = NULL;
+    vp_debug("case '%s': network input %llu x %llu x %llu", cs->id, (unsigned long long)iv->dims[0],
+             (unsigned long long)iv->dims[1], (unsigned long long)iv->dims[2]);
+    const int K = cfg->out_channels;
+    uint64_t dims[4] = {iv->dims[0], iv->dims[1], iv->dims[2], 1};
+    struct sink s = {vp_vol_new(dims, K > 256 ? VP_U16 : VP_U8, iv->affine), NULL, NULL};
     if (want_prob) {
-        uint64_t pd[4] = {v->dims[0], v->dims[1], v->dims[2], (uint64_t)K};
-        prob = vp_vol_new(pd, VP_F16, v->affine);
-        prob->has_channels = 1;
+        uint64_t pd[4] = {iv->dims[0], iv->dims[1], iv->dims[2], (uint64_t)K};
+        s.prob = vp_vol_new(pd, VP_F16, iv->affine);
+        s.prob->has_channels = 1;
     }
-    float *l = vp_malloc((size_t)K * sizeof(float));
-    /* y is (1, K, nx, ny, nz), z fastest; volumes are x fastest */
-    for (int64_t xi = 0; xi < nx; xi++)
-        for (int64_t yi = 0; yi < ny; yi++)
-            for (int64_t zi = 0; zi < nz; zi++) {
-                int64_t t = (xi * ny + yi) * nz + zi, o = (zi * ny + yi) * nx + xi;
-                int best = 0;
-                for (int64_t k = 0; k < K; k++) {
-                    l[k] = y->data[k * V + t];
-                    if (l[k] > l[best]) best = (int)k;
-                }
-                if (K > 256) ((uint16_t *)lab->data)[o] = (uint16_t)best;
-                else ((uint8_t *)lab->data)[o] = (uint8_t)best;
-                if (prob) {
-                    double s = 0;
-                    for (int64_t k = 0; k < K; k++) s += exp((double)l[k] - l[best]);
-                    for (int64_t k = 0; k < K; k++)
-                        ((uint16_t *)prob->data)[k * V + o] = vp_float_to_half((float)(exp((double)l[k] - l[best]) / s));
-                }
-            }
-    free(l);
-    vp_tensor_free(&y);
-    vp_case_add_vol(cs, label_name, lab);
-    if (prob) vp_case_add_vol(cs, "prob", prob);
+    vp_vol_free(&pv);
+    int rc;
+    if (aggregate == 0) rc = vp_sliding_window_rows(x, &c->sw, predict, c, NULL, emit_row, &s);
+    else {
+        vp_tensor *y = NULL;
+        rc = vp_sliding_window(x, &c->sw, predict, c, NULL, &y);
+        const int64_t D = x->shape[2], HW = x->shape[3] * x->shape[4];
+        float *row = rc ? NULL : vp_malloc(sizeof(float) * (size_t)(K * HW));
+        for (int64_t d = 0; !rc && d < D; d++) {
+            for (int64_t k = 0; k < K; k++) memcpy(row + k * HW, y->data + (k * D + d) * HW, sizeof(float) * (size_t)HW);
+            rc = emit_row(&s, d, K, row);
+        }
+        free(row);
+        vp_tensor_free(&y);
+    }
+    vp_tensor_free(&x);
+    free(s.l);
+    if (rc) {
+        vp_vol_free(&s.lab), vp_vol_free(&s.prob);
+        return vp_error("case '%s': inference failed", cs->id), VP_ERR_RUNTIME;
+    }
+    if (!no_preprocess && prep.resampled) {
+        vp_vol *lb = vp_nn_labels_back(s.lab, &prep, ctxs), *pb = s.prob ? vp_nn_linear_back(s.prob, &prep, ctxs) : NULL;
+        vp_vol_free(&s.lab), vp_vol_free(&s.prob);
+        if (!lb || (want_prob && !pb)) {
+            vp_vol_free(&lb), vp_vol_free(&pb);
+            return VP_ERR_RUNTIME;
+        }
+        s.lab = lb, s.prob = pb;
+    }
+    vp_case_add_vol(cs, label_name, s.lab);
+    if (s.prob) vp_case_add_vol(cs, "prob", s.prob);
+    set_labels_meta(cs, &c->meta);
     return 0;
 }
 
@@ -167,6 +246,14 @@ int main(int argc, char **argv)
         if (!r) vp_die(VP_ERR_USAGE, "%s: no voxpipe.roi in the metadata: give --roi", model_path);
         if (parse_roi(r, c.sw.roi)) vp_die(VP_ERR_DATA, "%s: metadata voxpipe.roi '%s' is not X,Y,Z", model_path, r);
     }
+    if (vp_nn_meta_read(st, model_path, &c.meta)) {
+        vp_st_close(&st);
+        vp_segresnet_free(&c.m);
+        return VP_ERR_DATA;
+    }
+    char desc[256];
+    vp_nn_meta_describe(&c.meta, desc, sizeof desc);
+    vp_debug("%s: %s%s", model_path, desc, no_preprocess ? " (not applied: --no-preprocess)" : "");
     vp_st_close(&st);
     int div = vp_segresnet_divisor(c.m);
     for (int a = 0; a < 3; a++)
@@ -182,5 +269,6 @@ int main(int argc, char **argv)
     if (!c.be) vp_die(VP_ERR_DEVICE, "backend %s is not available (see the message above)", backends[backend]);
     int rc = vp_filter_run(cmd.name, in_spec, out_spec, step, &c);
     vp_segresnet_free(&c.m);
+    vp_nn_meta_free(&c.meta);
     return rc;
 }

@@ -2,7 +2,9 @@
 #include "cli.h"
 #include "filter.h"
 #include "frame.h"
+#include "nn_meta.h"
 #include "nn_predict_nnunet.h"
+#include "nn_preprocess.h"
 #include "util.h"
 
 #include <math.h>
@@ -12,7 +14,7 @@
 
 static const char *in_spec = "-", *out_spec = "-", *vol_name = "image", *out_name = "label", *backend = "cpu";
 static struct vp_strlist models;
-static int tta = 0, agg = 0;
+static int tta = 0, agg = 0, no_preprocess = 0;
 static double step = 0.5;
 static const char *const agg_choices[] = {"f16", "f32", NULL};
 
@@ -25,6 +27,7 @@ static const struct vp_opt opts[] = {
     {0, "tta", NULL, VP_OPT_FLAG, &tta, "mirroring test-time augmentation over the model's mirror axes", 0, 0, NULL},
     {0, "step", "F", VP_OPT_DOUBLE, &step, "tile step as a fraction of the patch (default 0.5)", 0.01, 1, NULL},
     {0, "agg", "DTYPE", VP_OPT_CHOICE, &agg, "aggregation dtype: f16 (nnU-Net's, default) or f32", 0, 0, agg_choices},
+    {0, "no-preprocess", NULL, VP_OPT_FLAG, &no_preprocess, "the image is already normalised and on the model's spacing (f32/f16)", 0, 0, NULL},
     {0, "backend", "NAME", VP_OPT_STR, &backend, "nn backend: cpu (default) or ref", 0, 0, NULL},
     {0, NULL, NULL, 0, NULL, NULL, 0, 0, NULL},
 };
@@ -32,17 +35,26 @@ static const struct vp_opt opts[] = {
 static const struct vp_cmd cmd = {
     "infer-unet", "segment volumes with nnU-Net v2 PlainConvUNet models",
     "-m MODEL [-m MODEL ...] [options]",
-    "Each case's --vol volume (f32 or f16, channels = the model's input channels) is predicted with\n"
-    "nnU-Net's sliding window: zero padding to the patch size, tiles at --step of the patch, Gaussian\n"
-    "importance weighting (sigma patch/8), optional mirroring (--tta), logits aggregated in f16 as\n"
-    "nnU-Net does (--agg f32 for f32, twice the memory) and, with several -m (folds), averaged. The\n"
-    "argmax becomes the u8 (u16 above 256 classes) volume --out-vol on the input grid; everything else\n"
-    "passes through. Model files: tools/convert_nnunet.py (keys in lib/nn_unet.h).\n"
+    "Preprocessing, as nnU-Net v2's DefaultPreprocessor, from the first model's metadata (written by\n"
+    "tools/convert_nnunet.py from plans.json; docs/MODELS.md), unless --no-preprocess: the image (any\n"
+    "dtype, e.g. CT in HU as i16) is normalised (CTNormalization: clip to the plans' percentile_00_5\n"
+    "..percentile_99_5, minus mean, over std; ZScoreNormalization; NoNormalization), then resampled to\n"
+    "the plans' spacing (shape round(n * spacing / target), skimage resize grid, cubic B-spline with\n"
+    "edge extension; an anisotropic axis (max/min spacing > 3) separately with order 0, as nnU-Net).\n"
+    "The volume's axes (x, y, z) are the model's (w, h, d): nnU-Net's SimpleITK order.\n"
     "\n"
-    "Not done here yet: the input must already be preprocessed as the model expects: resampled to its\n"
-    "spacing (__metadata__ spacing), intensity-normalised (normalization, intensity_properties), with\n"
-    "the model's axes (d, h, w) = the volume's (z, y, x). NaN voxels are refused (exit 3); an image\n"
-    "smaller than the patch is zero-padded, as nnU-Net does.",
+    "Prediction is nnU-Net's sliding window: zero padding to the patch size, tiles at --step of the\n"
+    "patch, Gaussian importance weighting (sigma patch/8), optional mirroring (--tta), logits\n"
+    "aggregated in f16 as nnU-Net does (--agg f32 for f32, twice the memory) and, with several -m\n"
+    "(folds), averaged. Back on the input grid as nnU-Net exports: each class's logits resampled\n"
+    "linearly (order 1; order 0 on a separate anisotropic axis) one class at a time, then the argmax\n"
+    "(first of equal maxima) as the u8 (u16 above 256 classes) volume --out-vol with exactly the\n"
+    "input's dims and affine. Meta 'labels' gets the model's label names. Everything else passes\n"
+    "through. Model files: tools/convert_nnunet.py (keys in lib/nn_unet.h, docs/MODELS.md).\n"
+    "\n"
+    "Not reproduced: nnU-Net's crop to the non-zero box (CT has no zero border in practice).\n"
+    "With --no-preprocess the image must be f32 or f16 (exit 3 otherwise). NaN voxels are refused\n"
+    "(exit 3); an image smaller than the patch is zero-padded (after normalisation), as nnU-Net does.",
     opts, 0, 0,
 };
 
@@ -50,44 +62,66 @@ struct ctx {
     vp_unet **m;
     int n;
     const vp_nn_backend *be;
+    vp_nn_meta meta;
 };
+
+static void set_labels_meta(vp_case *cs, const vp_nn_meta *m)
+{
+    if (!m->nlabels) return;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    vp_nn_meta_pack_labels(m, &pk);
+    vp_case_meta_set_sbuf(cs, "labels", &sb);
+    msgpack_sbuffer_destroy(&sb);
+}
 
 static int step_fn(vp_case *c, void *vctx)
 {
     struct ctx *x = vctx;
     const vp_unet_cfg *cfg = &x->m[0]->cfg;
     vp_vol *v = vp_case_vol(c, vol_name);
+    char where[VP_MAX_ID + 300];
+    snprintf(where, sizeof where, "case '%s': volume '%s'", c->id, vol_name);
     if (!v) return vp_error("case '%s': no volume '%s'", c->id, vol_name), VP_ERR_DATA;
-    if (v->dtype != VP_F32 && v->dtype != VP_F16)
-        return vp_error("case '%s': volume '%s': dtype %s, expected f32 or f16 (normalise first)", c->id, vol_name,
+    if (no_preprocess && v->dtype != VP_F32 && v->dtype != VP_F16)
+        return vp_error("%s: dtype %s, expected f32 or f16 (normalise first, or drop --no-preprocess)", where,
                         vp_dtype_name(v->dtype)), VP_ERR_DATA;
     if ((int)v->dims[3] != cfg->in_ch)
-        return vp_error("case '%s': volume '%s': %llu channels, the model takes %d", c->id, vol_name,
-                        (unsigned long long)v->dims[3], cfg->in_ch), VP_ERR_DATA;
-    const uint64_t nvox = vp_vol_nvox(v), n3 = v->dims[0] * v->dims[1] * v->dims[2];
-    vp_tensor *t = vp_tensor_new5(1, (int64_t)v->dims[3], (int64_t)v->dims[2], (int64_t)v->dims[1], (int64_t)v->dims[0]);
+        return vp_error("%s: %llu channels, the model takes %d", where, (unsigned long long)v->dims[3], cfg->in_ch), VP_ERR_DATA;
+    vp_nn_prep prep = {VP_NN_STYLE_NNUNET, 0, {{v->dims[0], v->dims[1], v->dims[2]}, {0}}, {{0}, {0}}, -1};
+    memcpy(prep.in.affine, v->affine, sizeof prep.in.affine);
+    prep.model = prep.in;
+    vp_vol *pv = NULL;
+    if (!no_preprocess) {
+        if (v->dims[3] != 1) return vp_error("%s: preprocessing takes one channel", where), VP_ERR_DATA;
+        if (!(pv = vp_nn_preprocess(v, &x->meta, VP_NN_STYLE_NNUNET, &prep, where))) return VP_ERR_DATA;
+    }
+    const vp_vol *iv = pv ? pv : v;
+    const uint64_t nvox = vp_vol_nvox(iv);
+    vp_tensor *t = vp_tensor_new5(1, (int64_t)iv->dims[3], (int64_t)iv->dims[2], (int64_t)iv->dims[1], (int64_t)iv->dims[0]);
     for (uint64_t i = 0; i < nvox; i++) {
-        t->data[i] = (float)vp_vol_get(v, i);
+        t->data[i] = iv->dtype == VP_F32 ? ((const float *)iv->data)[i] : (float)vp_vol_get(iv, i);
         if (isnan(t->data[i])) {
+            const char *after = pv ? " of the preprocessed image (a NaN input voxel spreads in resampling)" : "";
             vp_tensor_free(&t);
-            return vp_error("case '%s': volume '%s': NaN at voxel %llu", c->id, vol_name, (unsigned long long)i), VP_ERR_DATA;
+            vp_vol_free(&pv);
+            return vp_error("%s: NaN at voxel %llu%s", where, (unsigned long long)i, after), VP_ERR_DATA;
         }
     }
+    vp_vol_free(&pv);
+    vp_debug("%s: network grid %llu x %llu x %llu%s", where, (unsigned long long)prep.model.dims[0],
+             (unsigned long long)prep.model.dims[1], (unsigned long long)prep.model.dims[2], prep.resampled ? " (resampled)" : "");
     vp_nnunet_opts o = {step, tta, agg == 0};
     vp_nnunet_result *r = vp_nnunet_predict(x->m, x->n, x->be, t, &o);
     vp_tensor_free(&t);
     if (!r) return vp_error("case '%s': prediction failed", c->id), VP_ERR_RUNTIME;
-    int32_t *lab = vp_malloc(sizeof(int32_t) * n3);
-    vp_nnunet_argmax(r, lab);
+    vp_vol *out = vp_nn_argmax_back(r->half ? (const void *)r->h : (const void *)r->f, r->half, r->n_classes, &prep, where);
     vp_nnunet_result_free(&r);
-    uint64_t dims[4] = {v->dims[0], v->dims[1], v->dims[2], 1};
-    vp_vol *out = vp_vol_new(dims, cfg->n_classes > 256 ? VP_U16 : VP_U8, v->affine);
-    for (uint64_t i = 0; i < n3; i++) {
-        if (out->dtype == VP_U8) ((uint8_t *)out->data)[i] = (uint8_t)lab[i];
-        else ((uint16_t *)out->data)[i] = (uint16_t)lab[i];
-    }
-    free(lab);
+    if (!out) return VP_ERR_RUNTIME;
     vp_case_add_vol(c, out_name, out);
+    set_labels_meta(c, &x->meta);
     return 0;
 }
 
@@ -95,13 +129,25 @@ int main(int argc, char **argv)
 {
     vp_cli_parse(&cmd, argc, argv);
     if (models.n < 1) vp_usage_error("give at least one -m MODEL");
-    struct ctx x = {vp_calloc((size_t)models.n, sizeof(vp_unet *)), models.n, vp_nn_backend_get(backend)};
+    struct ctx x = {0};
+    x.m = vp_calloc((size_t)models.n, sizeof(vp_unet *)), x.n = models.n, x.be = vp_nn_backend_get(backend);
     if (!x.be) vp_usage_error("unknown backend '%s'", backend);
     int rc = 0;
     for (int i = 0; i < models.n && !rc; i++)
         if (!(x.m[i] = vp_unet_load(models.v[i]))) rc = VP_ERR_DATA;
+    if (!rc) {
+        vp_safetensors *st = vp_st_open(models.v[0]);
+        if (!st || vp_nn_meta_read(st, models.v[0], &x.meta)) rc = VP_ERR_DATA;
+        vp_st_close(&st);
+    }
+    if (!rc) {
+        char desc[256];
+        vp_nn_meta_describe(&x.meta, desc, sizeof desc);
+        vp_debug("%s: %s%s", models.v[0], desc, no_preprocess ? " (not applied: --no-preprocess)" : "");
+    }
     if (!rc) rc = vp_filter_run(cmd.name, in_spec, out_spec, step_fn, &x);
     for (int i = 0; i < models.n; i++) vp_unet_free(&x.m[i]);
     free(x.m);
+    vp_nn_meta_free(&x.meta);
     return rc;
 }

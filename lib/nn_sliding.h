@@ -17,8 +17,15 @@
  *      clamped below at max(min of the map, 1e-3).
  *   5. out += predictor(window) * map over each window, count += map; out /= count; crop the
  *      padding away.
- * Memory: the output holds all classes in f32 at the input's size (as MONAI's does); the padded
- * input copy exists only when padding is needed. Deterministic: windows are run in a fixed order.
+ * Memory, bounded by default (vp_sliding_window_rows): windows run in MONAI's order, d outermost,
+ * so once every window starting at d-row s has run, the rows before the next start s' get no more
+ * contributions and are final. Only a band of roi[0] rows of the (padded) volume is aggregated,
+ * K x roi[0] x H x W floats plus the weights; each final row is divided and handed to an emit
+ * callback, then the band moves on. The sums per voxel are the same, in the same order, as with a
+ * full-size buffer, so the result is bit for bit the same as vp_sliding_window(), which collects the
+ * rows into a full (1, K, D, H, W) tensor as MONAI's output is (4 bytes x classes x voxels).
+ * No padded copy of the input is made (windows read through the padding). Deterministic: windows
+ * are run in a fixed order.
  */
 #ifndef VP_NN_SLIDING_H
 #define VP_NN_SLIDING_H
@@ -47,6 +54,16 @@ int vp_sw_starts(int64_t size, int r, double overlap, int64_t *starts, int max);
 
 /* The importance map (rd * rh * rw floats, w fastest) of step 4 into map. */
 void vp_sw_importance_map(const vp_sw_params *p, float *map);
+
+/* Called once per final row d (0 <= d < D, ascending) with the aggregated logits of that row,
+ * (K, H, W) floats, H and W fastest as in the input tensor. 0 to go on, -1 (after vp_error) to stop. */
+typedef int (*vp_sw_emit_fn)(void *ectx, int64_t d, int64_t K, const float *row);
+
+/* Sliding-window inference of x (1, C, D, H, W) with predictor fn in bounded memory: every row of
+ * the (1, K, D, H, W) aggregated logits goes to emit as soon as it is final. 0, or -1 after
+ * vp_error() (bad parameters, a predictor or emit failure, a predictor output of the wrong shape). */
+int vp_sliding_window_rows(const vp_tensor *x, const vp_sw_params *p, vp_sw_predict_fn fn, void *ctx,
+                           void (*progress)(int done, int total), vp_sw_emit_fn emit, void *ectx);
 
 /* Sliding-window inference of x (1, C, D, H, W) with predictor fn: *out = new (1, K, D, H, W)
  * aggregated logits. 0, or -1 after vp_error() (bad parameters, a predictor failure, or a

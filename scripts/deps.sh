@@ -17,7 +17,7 @@ if [ -n "$missing" ]; then
 fi
 if [ "$what" = peers ] || [ "$what" = test ]; then
     # Python peers (nibabel, numpy) for golden files and cross-checks, isolated in .venv
-    if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import nibabel, numpy, msgpack, scipy, pydicom, highdicom, torch' 2>/dev/null; then
+    if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import nibabel, numpy, msgpack, scipy, pydicom, highdicom, torch, monai, nnunetv2, safetensors' 2>/dev/null; then
         echo "deps: creating .venv with nibabel and numpy" >&2
         python3 -m venv .venv
         .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-peers.txt >&2

@@ -1,10 +1,17 @@
 #!/usr/bin/env python3
 """Golden files for PlainConvUNet and nnU-Net's sliding-window predictor (tests/unit/test_unet.c).
 
-dynamic_network_architectures and nnunetv2 are not in the venv, so tests/scripts/nnunet_ref.py
-reimplements PlainConvUNet (same module tree, hence the same state_dict names) and the predictor's
-functions from their published sources. Weights are random (seeded), InstanceNorm affine included,
-rounded to f16 (stored as F16: exact, and small) so torch and voxpipe use identical values.
+Made by the real peers: the network is dynamic_network_architectures' PlainConvUNet, the f16
+sliding window (y16, nnU-Net's own aggregation) is nnunetv2's
+nnUNetPredictor.predict_sliding_window_return_logits (manual_initialization, CPU, mirroring off or
+on), the importance maps nnunetv2's compute_gaussian. nnU-Net has no f32 aggregation; y32 (the
+exact variant voxpipe offers with --agg f32) comes from tests/scripts/nnunet_ref.py, whose f16
+result is checked here to equal nnunetv2's bit for bit, so the two differ only in the dtype.
+Weights are random (seeded), InstanceNorm affine included, rounded to f16 (stored as F16: exact,
+and small) so torch and voxpipe use identical values. The small error-case networks (tiny_*) still
+come from nnunet_ref.py (same module tree, hence the same state_dict names).
+A full-size-width configuration (32..320 features) is not included: its weights alone are
+megabytes, far above the ~200 KB budget of a golden file.
 Files in tests/golden/unet/:
   model.safetensors   the network, tensors under PlainConvUNet's names, __metadata__ written by
                       tools/convert_nnunet.py's arch_meta() from a synthetic plans.json
@@ -12,7 +19,8 @@ Files in tests/golden/unet/:
   sw.safetensors      image x (1,6,29,37) (smaller than the patch on d: padded), nnU-Net's logits
                       with f16 aggregation (y16, as nnU-Net does) and the same in f32 (y32)
   sw_tta.safetensors  the same with mirroring over axes 0,1,2
-Run: .venv/bin/python tests/scripts/make_golden_unet.py
+Run: .venv/bin/python tests/scripts/make_golden_unet.py   (needs torch, numpy, nnunetv2 with
+dynamic_network_architectures)
 """
 import os
 import sys
@@ -50,9 +58,12 @@ DATASET = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "liver": 1,
 
 
 def build():
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet
     kw = PLANS["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]
-    net = R.PlainConvUNet(1, kw["n_stages"], kw["features_per_stage"], kw["kernel_sizes"], kw["strides"],
-                          kw["n_conv_per_stage"], len(DATASET["labels"]), kw["n_conv_per_stage_decoder"], True, 1e-5)
+    net = PlainConvUNet(1, kw["n_stages"], kw["features_per_stage"], torch.nn.Conv3d, kw["kernel_sizes"], kw["strides"],
+                        kw["n_conv_per_stage"], len(DATASET["labels"]), kw["n_conv_per_stage_decoder"], True,
+                        torch.nn.InstanceNorm3d, {"eps": 1e-5, "affine": True}, None, None, torch.nn.LeakyReLU,
+                        {"inplace": True}, deep_supervision=False)
     with torch.no_grad():
         for name, p in net.named_parameters():
             if ".norm." in name:
@@ -66,6 +77,18 @@ def build():
 def write(name, tensors, meta=None):
     with open(os.path.join(OUT, name), "wb") as f:
         f.write(st_bytes([(k, v.numpy() if torch.is_tensor(v) else v) for k, v in tensors], meta or {}))
+
+
+def predictor(net, mirror):
+    """nnunetv2's predictor around net, for predict_sliding_window_return_logits."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    p = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=mirror is not None,
+                        perform_everything_on_device=False, device=torch.device("cpu"), verbose=False,
+                        allow_tqdm=False)
+    pm = PlansManager(PLANS)
+    p.manual_initialization(net, pm, pm.get_configuration("3d_fullres"), None, DATASET, "nnUNetTrainer", mirror)
+    return p
 
 
 def tiny_cases():
@@ -101,12 +124,16 @@ def main():
         write("fwd.safetensors", [("x", x), ("y", net(x))])
         img = (torch.randn(1, 6, 29, 37) * 1.5).float()
         patch = PLANS["configurations"]["3d_fullres"]["patch_size"]
+        from nnunetv2.inference.sliding_window_prediction import compute_gaussian
         for name, mirror in (("sw", None), ("sw_tta", (0, 1, 2))):
-            y16 = R.predict_sliding_window_return_logits(net, img, patch, 3, 0.5, mirror, torch.half)
+            y16 = predictor(net, mirror).predict_sliding_window_return_logits(img)  # torch.half, as nnU-Net keeps it
+            ref16 = R.predict_sliding_window_return_logits(net, img, patch, 3, 0.5, mirror, torch.half)
+            assert y16.dtype == torch.half and torch.equal(y16, ref16), f"{name}: nnunet_ref.py's f16 aggregation differs from nnunetv2's"
             y32 = R.predict_sliding_window_return_logits(net, img, patch, 3, 0.5, mirror, torch.float32)
+            g16 = compute_gaussian(tuple(patch), 1. / 8, 10, torch.half, torch.device("cpu"))
+            g32 = compute_gaussian(tuple(patch), 1. / 8, 10, torch.float32, torch.device("cpu"))
             write(f"{name}.safetensors", [("x", img), ("y16", y16.contiguous()), ("y32", y32.contiguous()),
-                                          ("gauss16", R.compute_gaussian(tuple(patch), 1. / 8, 10, torch.half)),
-                                          ("gauss32", R.compute_gaussian(tuple(patch), 1. / 8, 10, torch.float32))],
+                                          ("gauss16", g16), ("gauss32", g32)],
                   {"patch_size": ",".join(map(str, patch)), "mirror": "0,1,2" if mirror else ""})
     tiny_cases()
     for f in sorted(os.listdir(OUT)):
