@@ -153,6 +153,7 @@ golden: test-deps
 	.venv/bin/python tests/scripts/make_golden_hausdorff.py "$(DATA)"
 	.venv/bin/python tests/scripts/make_golden_train.py "$(DATA)"
 	.venv/bin/python tests/scripts/make_golden_trainer.py
+	.venv/bin/python tests/scripts/make_golden_nnprep.py
 	.venv/bin/python tests/scripts/make_golden_augment.py "$(DATA)"
 
 demo: all test-deps
