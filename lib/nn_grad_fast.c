@@ -16,6 +16,7 @@
  *   have no bounds tests.
  * group norm, relu / leaky relu, upsampling: lib/nn_grad_fast_elem.c.
  */
+#include "nn_isa.h"
 #include "nn_grad.h"
 #include "nn_grad_fast_elem.h"
 #include "parallel.h"
@@ -245,8 +246,7 @@ static inline __attribute__((always_inline)) void dw_chunk(const struct dw_job *
     }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define HAVE_X86_PATHS 1
+#ifdef HAVE_X86_PATHS
 __attribute__((target("avx512f,avx512vl,fma"), optimize("fp-contract=fast")))
 static void dw_range_avx512(void *ctx, uint64_t begin, uint64_t end, int worker)
 {
@@ -266,12 +266,9 @@ static void dw_range_base(void *ctx, uint64_t begin, uint64_t end, int worker)
 static vp_range_fn pick_dw(void)
 {
 #ifdef HAVE_X86_PATHS
-    const char *e = getenv("VOXPIPE_NN_ISA");
-    int cap = !e ? 3 : !strcmp(e, "base") ? 1 : !strcmp(e, "avx2") ? 2 : 3;
-    __builtin_cpu_init();
-    int fma = __builtin_cpu_supports("fma");
-    if (cap >= 3 && fma && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) return dw_range_avx512;
-    if (cap >= 2 && fma && __builtin_cpu_supports("avx2")) return dw_range_avx2;
+    int isa = vp_nn_isa_level();
+    if (isa == VP_ISA_AVX512) return dw_range_avx512;
+    if (isa == VP_ISA_AVX2) return dw_range_avx2;
 #endif
     return dw_range_base;
 }

@@ -16,6 +16,7 @@
  * Each output element is summed by one thread in a fixed order, so the bytes do not depend on
  * the thread count (they may differ from the reference's f64 sums in the last bits).
  */
+#include "nn_isa.h"
 #include "nn_backend.h"
 #include "nn_ops_fast_conv.h"
 #include "nn_ops_fast_elem.h"
@@ -150,8 +151,7 @@ static inline __attribute__((always_inline)) void conv_item(const struct conv_jo
 }
 
 /* The kernel compiled per instruction set; the variant is picked once per call by pick_isa(). */
-#if defined(__x86_64__) && defined(__GNUC__)
-#define HAVE_X86_PATHS 1
+#ifdef HAVE_X86_PATHS
 __attribute__((target("avx512f,avx512vl,fma"), optimize("fp-contract=fast")))
 static void conv_range_avx512(void *ctx, uint64_t begin, uint64_t end, int worker)
 {
@@ -175,15 +175,12 @@ static vp_range_fn pick_isa(int *cob)
 {
     *cob = 4;
 #ifdef HAVE_X86_PATHS
-    const char *e = getenv("VOXPIPE_NN_ISA");
-    int cap = !e ? 3 : !strcmp(e, "base") ? 1 : !strcmp(e, "avx2") ? 2 : 3;
-    __builtin_cpu_init();
-    int fma = __builtin_cpu_supports("fma");
-    if (cap >= 3 && fma && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) {
+    int isa = vp_nn_isa_level();
+    if (isa == VP_ISA_AVX512) {
         *cob = 8;
         return conv_range_avx512;
     }
-    if (cap >= 2 && fma && __builtin_cpu_supports("avx2")) return conv_range_avx2;
+    if (isa == VP_ISA_AVX2) return conv_range_avx2;
 #endif
     return conv_range_base;
 }

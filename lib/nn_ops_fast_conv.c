@@ -16,6 +16,7 @@
  * multiply-adds. Tails use one-vector tiles (stored partially); only the in-place 1x1x1 case, which
  * has no slack to read into, finishes with scalar points.
  */
+#include "nn_isa.h"
 #include "nn_ops_fast_conv.h"
 #include "parallel.h"
 #include "util.h"
@@ -168,8 +169,7 @@ static void store(const struct fjob *j, float *yb, int64_t o, int n, int nco, co
 DEFINE_ITEM(item8, tile8, 8)
 DEFINE_ITEM(item16, tile16, 16)
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define HAVE_X86_PATHS 1
+#ifdef HAVE_X86_PATHS
 __attribute__((target("avx512f,avx512vl,fma"), optimize("fp-contract=fast")))
 static void range_avx512(void *ctx, uint64_t begin, uint64_t end, int worker)
 {
@@ -192,15 +192,12 @@ static vp_range_fn pick_isa(int *cob)
 {
     *cob = 4;
 #ifdef HAVE_X86_PATHS
-    const char *e = getenv("VOXPIPE_NN_ISA");
-    int cap = !e ? 3 : !strcmp(e, "base") ? 1 : !strcmp(e, "avx2") ? 2 : 3;
-    __builtin_cpu_init();
-    int fma = __builtin_cpu_supports("fma");
-    if (cap >= 3 && fma && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) {
+    int isa = vp_nn_isa_level();
+    if (isa == VP_ISA_AVX512) {
         *cob = 8;
         return range_avx512;
     }
-    if (cap >= 2 && fma && __builtin_cpu_supports("avx2")) return range_avx2;
+    if (isa == VP_ISA_AVX2) return range_avx2;
 #endif
     return range_base;
 }
