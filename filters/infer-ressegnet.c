@@ -143,18 +143,6 @@ static int emit_row(void *ectx, int64_t d, int64_t K, const float *row)
     return 0;
 }
 
-static void set_labels_meta(vp_case *cs, const vp_nn_meta *m)
-{
-    if (!m->nlabels) return;
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    vp_nn_meta_pack_labels(m, &pk);
-    vp_case_meta_set_sbuf(cs, "labels", &sb);
-    msgpack_sbuffer_destroy(&sb);
-}
-
 static int step(vp_case *cs, void *vctx)
 {
     struct ctx *c = vctx;
@@ -224,7 +212,7 @@ static int step(vp_case *cs, void *vctx)
     }
     vp_case_add_vol(cs, label_name, s.lab);
     if (s.prob) vp_case_add_vol(cs, "prob", s.prob);
-    set_labels_meta(cs, &c->meta);
+    vp_nn_meta_set_case_labels(cs, &c->meta);
     return 0;
 }
 

@@ -65,18 +65,6 @@ struct ctx {
     vp_nn_meta meta;
 };
 
-static void set_labels_meta(vp_case *cs, const vp_nn_meta *m)
-{
-    if (!m->nlabels) return;
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    vp_nn_meta_pack_labels(m, &pk);
-    vp_case_meta_set_sbuf(cs, "labels", &sb);
-    msgpack_sbuffer_destroy(&sb);
-}
-
 static int step_fn(vp_case *c, void *vctx)
 {
     struct ctx *x = vctx;
@@ -121,7 +109,7 @@ static int step_fn(vp_case *c, void *vctx)
     vp_nnunet_result_free(&r);
     if (!out) return VP_ERR_RUNTIME;
     vp_case_add_vol(c, out_name, out);
-    set_labels_meta(c, &x->meta);
+    vp_nn_meta_set_case_labels(c, &x->meta);
     return 0;
 }
 

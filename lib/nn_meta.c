@@ -378,3 +378,15 @@ void vp_nn_meta_describe(const vp_nn_meta *m, char *buf, size_t n)
     default: snprintf(buf + k, n - (size_t)k, m->has_norm ? ", no normalisation" : ", no normalisation in the metadata"); break;
     }
 }
+
+void vp_nn_meta_set_case_labels(vp_case *cs, const vp_nn_meta *m)
+{
+    if (!m->nlabels) return;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    vp_nn_meta_pack_labels(m, &pk);
+    vp_case_meta_set_sbuf(cs, "labels", &sb);
+    msgpack_sbuffer_destroy(&sb);
+}

@@ -52,6 +52,9 @@ void vp_nn_meta_free(vp_nn_meta *m);
 
 /* Pack the label names as voxpipe stores them in meta "labels": {"1": "name", ...}, ids ascending. */
 void vp_nn_meta_pack_labels(const vp_nn_meta *m, msgpack_packer *pk);
+/* Set the case's meta "labels" to the model's label names (nothing when the model has none). */
+struct vp_case;
+void vp_nn_meta_set_case_labels(struct vp_case *cs, const vp_nn_meta *m);
 
 /* A one-line description of the preprocessing the metadata asks for ("spacing 1.5,1.5,1.5 mm,
  * ScaleIntensityRange -175..250 -> 0..1 clip"), for -v logs. */
