@@ -63,6 +63,12 @@ ifneq ($(and $(HAVE_MPI),$(HAVE_NCCL),$(NVCC)),)
 ALL_CFLAGS += -DVP_HAVE_NCCL -I$(CUDA_HOME)/include
 LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -Wl,--push-state,--as-needed -lnccl -lcudart -Wl,--pop-state
 endif
+# DICOMweb (dcm-fetch --dicomweb, lib/dicom_web*) when libcurl's pkg-config is found
+HAVE_CURL := $(shell pkg-config --exists libcurl 2>/dev/null && echo 1)
+ifeq ($(HAVE_CURL),1)
+ALL_CFLAGS += -DVP_WITH_CURL $(shell pkg-config --cflags libcurl)
+LDLIBS   += -Wl,--push-state,--as-needed $(shell pkg-config --libs libcurl) -Wl,--pop-state
+endif
 LIB_SRC  := $(filter-out $(STUB),$(wildcard lib/*.c))
 LIB_OBJ  := $(patsubst lib/%.c,$(BUILD)/lib/%.o,$(LIB_SRC)) $(patsubst lib/%.cc,$(BUILD)/lib/%.o,$(wildcard lib/*.cc)) $(CUDA_OBJ)
 PROG_SRC := $(wildcard filters/*.c metrics/*.c trainers/*.c)
@@ -70,7 +76,7 @@ PROGS    := $(addprefix $(BIN)/,$(notdir $(PROG_SRC:.c=)))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps config print-ldlibs gpu-check-build test test-unit test-shell test-san demo bench clean help golden
+.PHONY: all deps config print-ldlibs gpu-check-build test test-unit test-shell test-san demo bench clean help golden fuzz
 all: config $(PROGS)
 
 help:
@@ -84,6 +90,7 @@ config: deps
 	@echo "voxpipe: nvcc: $(if $(NVCC),$(NVCC),not found (CUDA parts skipped))"
 	@echo "voxpipe: cuDNN: $(if $(HAVE_CUDNN),found,not found)  NCCL: $(if $(HAVE_NCCL),found,not found)  cuda backend: $(if $(CUDA_OBJ),yes,no)"
 	@echo "voxpipe: MPI (data-parallel training on CPU ranks): $(if $(HAVE_MPI),yes,no)"
+	@echo "voxpipe: libcurl (dcm-fetch --dicomweb): $(if $(HAVE_CURL),yes,no)"
 
 $(BUILD)/lib/%.o: lib/%.c
 	@mkdir -p $(dir $@)
@@ -120,6 +127,15 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvoxpipe.a
 	$(CC) $(ALL_CFLAGS) $(LDSAN) -o $@ $^ $(LDLIBS) -lcriterion
 
 # the link line of the programs, for scripts that build their own drivers against the library
+# libFuzzer targets for the frame, NIfTI, safetensors and DICOM readers (tests/fuzz/README.md):
+# FUZZ_TIME seconds each, then every saved reproducer replayed once. Needs clang (scripts/deps.sh fuzz).
+FUZZ_TIME ?= 60
+fuzz:
+	@scripts/deps.sh fuzz
+	$(MAKE) -f tests/fuzz/fuzz.mk -j2 all
+	$(MAKE) -f tests/fuzz/fuzz.mk run FUZZ_TIME=$(FUZZ_TIME)
+	$(MAKE) -f tests/fuzz/fuzz.mk replay
+
 print-ldlibs:
 	@echo $(LDLIBS)
 

@@ -5,10 +5,13 @@
 #    shared JPEG 2000 series (tests/scripts/dicom_fixtures.py uncompressed: its 20 decoded slices
 #    tiled along z, 2 mm apart, one series UID):
 #      dcm-fetch --keep-identifiers DIR > /dev/null    vs   dcm2niix -z n (NIfTI to bench/out)
-#    goal: dcm-fetch at least as fast (ratio >= 1).
+#    goal: dcm-fetch at least as fast (ratio >= 1). dcm-fetch parses each header with DCMTK, reads
+#    the pixel bytes of these uncompressed slices straight into the volume (pread) and converts
+#    them there, all files in parallel (lib/dicom_series.c).
 # 2. the shared 20-slice JPEG 2000 series, dcm-fetch with --threads 1 and all threads, vs dcm2niix.
 # 3. that series with UIDs and a ~10 degree gantry tilt (dicom_fixtures.py identify, tilt):
 #    dcm-fetch --uniform (tilt corrected) vs dcm2niix (which writes a tilt-corrected _Tilt_1 too).
+# Both programs write their output (stream / NIfTI) to a file under bench/out, removed before each run.
 # VOXPIPE_BIN: the build to time (default bin).
 # Medians of BENCH_ROUNDS (default 5) interleaved rounds; the page cache is warm for both.
 set -euo pipefail
@@ -45,10 +48,13 @@ run_pair() { # label DIR [dcm-fetch options]
     local a=() b=() c=() label=$1 dir=$2
     shift 2
     for _ in $(seq "$rounds"); do
-        a+=("$(t "$out/bin/dcm-fetch" -q --keep-identifiers "$@" "$dir" -o /dev/null)")
+        # both write their output file (into the page cache), each removed before the next run
+        rm -f "$out"/nii/out.vxp
+        a+=("$(t "$out/bin/dcm-fetch" -q --keep-identifiers "$@" "$dir" -o "$out/nii/out.vxp")")
         rm -f "$out"/nii/*.nii # dcm2niix would otherwise add outa.nii, outb.nii ...
         b+=("$(t dcm2niix -z n -b n -f out -o "$out/nii" "$dir")")
-        c+=("$(t "$out/bin/dcm-fetch" -q --threads 1 --keep-identifiers "$@" "$dir" -o /dev/null)")
+        rm -f "$out"/nii/out.vxp
+        c+=("$(t "$out/bin/dcm-fetch" -q --threads 1 --keep-identifiers "$@" "$dir" -o "$out/nii/out.vxp")")
     done
     local ma mb mc
     ma=$(printf '%s\n' "${a[@]}" | median); mb=$(printf '%s\n' "${b[@]}" | median); mc=$(printf '%s\n' "${c[@]}" | median)

@@ -3,12 +3,14 @@
 #include "dicom_fetch.h"
 #include "dicom_net.h"
 #include "dicom_tls.h"
+#include "dicom_web.h"
 #include "endpoint.h"
 #include "frame.h"
 #include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *out_spec = "-", *id_opt, *site_key, *image_name = "image";
 static struct vp_strlist lists;
@@ -18,6 +20,8 @@ static const char *pacs, *aet = "VOXPIPE", *aec = "ANY-SCP";
 static long timeout = 30;
 static int query_only, move;
 static long move_port;
+static const char *dicomweb, *auth_file, *auth_env;
+static long max_mib = 4096;
 static struct vp_dcm_query q;
 static struct vp_dcm_tls tls;
 static const char *const on_error_choices[] = {"fail", "skip", NULL};
@@ -33,6 +37,10 @@ static const struct vp_opt opts[] = {
     {0, "tolerance", "FRAC", VP_OPT_DOUBLE, &tolerance, "relative spacing deviation still uniform (default 0.01)", 1e-6, 0.5, NULL},
     {0, "on-error", "MODE", VP_OPT_CHOICE, &on_error, "a malformed or truncated file: fail (default) or skip", 0, 0, on_error_choices},
     {0, "pacs", "HOST:PORT", VP_OPT_STR, &pacs, "fetch from this PACS (C-FIND, then C-GET) instead of files", 0, 0, NULL},
+    {0, "dicomweb", "URL", VP_OPT_STR, &dicomweb, "fetch from this DICOMweb service (QIDO-RS, then WADO-RS) instead of files", 0, 0, NULL},
+    {0, "auth-file", "FILE", VP_OPT_STR, &auth_file, "DICOMweb credentials: first line 'basic USER:PASSWORD' or 'bearer TOKEN'", 0, 0, NULL},
+    {0, "auth-env", "NAME", VP_OPT_STR, &auth_env, "DICOMweb credentials from this environment variable (same syntax)", 0, 0, NULL},
+    {0, "max-mib", "MIB", VP_OPT_INT, &max_mib, "DICOMweb: largest WADO-RS response (one series) accepted (default 4096)", 1, 1 << 20, NULL},
     {0, "aet", "AE", VP_OPT_STR, &aet, "our AE title (default VOXPIPE)", 0, 0, NULL},
     {0, "aec", "AE", VP_OPT_STR, &aec, "the PACS's AE title (default ANY-SCP)", 0, 0, NULL},
     {0, "timeout", "SEC", VP_OPT_INT, &timeout, "network timeout: connect, association, each message (default 30)", 1, 3600, NULL},
@@ -46,6 +54,7 @@ static const struct vp_opt opts[] = {
     {0, "series-uid", "UID", VP_OPT_STR, &q.series_uid, "query key: SeriesInstanceUID", 0, 0, NULL},
     {0, "accession", "NUMBER", VP_OPT_STR, &q.accession, "query key: AccessionNumber", 0, 0, NULL},
     {0, "modality", "MOD", VP_OPT_STR, &q.modality, "query key: Modality (of the series)", 0, 0, NULL},
+    {0, "date", "DATE", VP_OPT_STR, &q.date, "query key: StudyDate, YYYYMMDD or a range YYYYMMDD-YYYYMMDD", 0, 0, NULL},
     {0, "move", NULL, VP_OPT_FLAG, &move, "retrieve by C-MOVE to our own storage SCP (--port) instead of C-GET", 0, 0, NULL},
     {0, "port", "PORT", VP_OPT_INT, &move_port, "with --move: the port our storage SCP listens on", 1, 65535, NULL},
     {0, "query", NULL, VP_OPT_FLAG, &query_only, "list the matching series (TSV on stdout) instead of fetching", 0, 0, NULL},
@@ -56,7 +65,7 @@ static const struct vp_opt opts[] = {
 
 static const struct vp_cmd cmd = {
     "dcm-fetch", "read DICOM series from files or directories into a voxpipe stream",
-    "[options] FILE|DIR...   or   --pacs HOST:PORT --aec AE QUERY-KEYS...",
+    "[options] FILE|DIR...   or   --pacs HOST:PORT --aec AE QUERY-KEYS...   or   --dicomweb URL QUERY-KEYS...",
     "Files are parsed with DCMTK (uncompressed little/big endian, deflate, RLE, JPEG baseline and\n"
     "lossless, JPEG-LS) and OpenJPEG (JPEG 2000). They are grouped into series by SeriesInstanceUID\n"
     "(and orientation and size); when the UID is empty, by FrameOfReferenceUID + orientation + size\n"
@@ -76,8 +85,8 @@ static const struct vp_cmd cmd = {
     "\n"
     "meta.dicom: pseudonymised (bool), grouping, Modality, TransferSyntaxUID, slices, slice_spacing,\n"
     "PatientID, StudyDate, StudyInstanceUID, SeriesInstanceUID, FrameOfReferenceUID, SOPInstanceUIDs\n"
-    "(slice order); with --keep-identifiers also SeriesDescription, SeriesNumber and StudyTime, as in\n"
-    "the files.\n"
+    "(slice order; from a multi-frame source also ReferencedFrameNumbers, the frame of each slice);\n"
+    "with --keep-identifiers also SeriesDescription, SeriesNumber and StudyTime, as in the files.\n"
     "\n"
     "Pseudonymisation (default; needs --site-key) follows DICOM PS3.15 Annex E's basic profile for\n"
     "everything in the stream: only the attributes above travel; PatientID becomes HMAC-SHA256(site\n"
@@ -100,8 +109,18 @@ static const struct vp_cmd cmd = {
     "--move retrieves by C-MOVE instead (as DCMTK movescu): a storage SCP of ours listens on --port\n"
     "while the PACS sends the series to our AE title (--aet), which the PACS must know with this\n"
     "host and port (Orthanc: DicomModalities). It accepts only associations called by --aec and\n"
-    "the image storage classes. That return association is plain TCP, so --move is refused with\n"
-    "--tls: use C-GET (the default) over TLS.\n"
+    "the image storage classes. With --tls that storage SCP accepts TLS only, presents --tls-cert/\n"
+    "--tls-key (required then) and requires the PACS's certificate signed by --tls-ca (unless\n"
+    "--tls-no-verify); the PACS must be told to use TLS towards our AE title.\n"
+    "--dicomweb URL (e.g. http://pacs:8042/dicom-web) queries by QIDO-RS with the same keys (studies,\n"
+    "then their series) and retrieves each series by WADO-RS (multipart/related; type=application/dicom;\n"
+    "transfer-syntax=*: instances as stored) over HTTP or HTTPS (libcurl), then assembles them as above.\n"
+    "--timeout is the connect timeout and the longest a transfer may stall; a response over --max-mib\n"
+    "fails, as does a malformed or truncated multipart body (exit 1, nothing written). https verifies the\n"
+    "server and its host name against the system CAs or --tls-ca (--tls-no-verify turns that off);\n"
+    "--tls-cert/--tls-key give a client certificate. Credentials never go on the command line or in the\n"
+    "URL: --auth-file FILE or --auth-env NAME holds 'basic USER:PASSWORD' or 'bearer TOKEN'. Redirects\n"
+    "are not followed.\n"
     "--query prints the matching series as TSV (study_uid series_uid modality description\n"
     "instances) instead of fetching. Pseudonymised (the default), the UIDs printed are the keyed\n"
     "UIDs the stream would carry and the description is empty (unless --keep-descriptions); to\n"
@@ -112,12 +131,16 @@ static const struct vp_cmd cmd = {
 int main(int argc, char **argv)
 {
     int first = vp_cli_parse(&cmd, argc, argv);
-    if (!pacs && (query_only || q.patient_id || q.study_uid || q.series_uid || q.accession || q.modality))
-        vp_usage_error("--query and the query keys need --pacs HOST:PORT");
-    if (pacs && (first < argc || lists.n)) vp_usage_error("give either --pacs or files, not both");
+    const char *src = pacs ? "--pacs" : "--dicomweb";
+    if (pacs && dicomweb) vp_usage_error("give either --pacs or --dicomweb, not both");
+    if (!pacs && !dicomweb && (query_only || q.patient_id || q.study_uid || q.series_uid || q.accession || q.modality || q.date))
+        vp_usage_error("--query and the query keys need --pacs HOST:PORT or --dicomweb URL");
+    if ((pacs || dicomweb) && (first < argc || lists.n)) vp_usage_error("give either %s or files, not both", src);
     if (uniform && allow_nonuniform) vp_usage_error("--uniform and --allow-nonuniform exclude each other");
-    if (pacs && !q.patient_id && !q.study_uid && !q.series_uid && !q.accession && !q.modality)
-        vp_usage_error("--pacs needs at least one query key (--patient-id, --study-uid, --series-uid, --accession, --modality)");
+    if ((pacs || dicomweb) && !q.patient_id && !q.study_uid && !q.series_uid && !q.accession && !q.modality && !q.date)
+        vp_usage_error("%s needs at least one query key (--patient-id, --study-uid, --series-uid, --accession, --modality, --date)", src);
+    if (!dicomweb && (auth_file || auth_env)) vp_usage_error("--auth-file and --auth-env need --dicomweb");
+    if (auth_file && auth_env) vp_usage_error("--auth-file and --auth-env exclude each other");
     char host[256];
     long port = 0;
     if (pacs) {
@@ -129,22 +152,41 @@ int main(int argc, char **argv)
         memcpy(host, pacs, (size_t)(colon - pacs));
         host[colon - pacs] = 0;
     }
-    if (!pacs && tls.on) vp_usage_error("--tls needs --pacs");
+    struct vp_dcm_web web = {dicomweb, (int)timeout, (long long)max_mib << 20, &tls, NULL};
+    if (dicomweb) {
+        char why[256];
+        if (vp_dcm_web_url_check(dicomweb, why)) vp_usage_error("--dicomweb: %s", why);
+        int https = !strncasecmp(dicomweb, "https:", 6);
+        if (tls.on) vp_usage_error("--dicomweb: no --tls (an https:// URL is TLS)");
+        if (!https && (tls.ca || tls.cert || tls.key || tls.no_verify))
+            vp_usage_error("--tls-ca, --tls-cert, --tls-key and --tls-no-verify need an https:// URL");
+        tls.on = https;
+        if (tls.ca && tls.no_verify) vp_usage_error("--tls-ca and --tls-no-verify exclude each other");
+        if (!tls.cert != !tls.key) vp_usage_error("--tls-cert and --tls-key come together");
+        if (move || move_port) vp_usage_error("--move and --port need --pacs");
+        if (!vp_dcm_web_available())
+            vp_die(VP_ERR_RUNTIME, "--dicomweb: this build has no DICOMweb (libcurl): build with -DVP_WITH_CURL and link -lcurl");
+    } else if (!pacs && tls.on) vp_usage_error("--tls needs --pacs");
     if ((move || move_port) && !pacs) vp_usage_error("--move and --port need --pacs");
     if (move != (move_port > 0)) vp_usage_error("--move and --port PORT come together");
-    if (move && tls.on) vp_usage_error("--move receives on plain TCP: use C-GET (no --move) with --tls");
-    vp_dcm_tls_check(&tls);
-    if (!pacs && first >= argc && !lists.n) vp_usage_error("give DICOM files or directories, or --list FILE");
+    if (move && tls.on && !tls.cert) vp_usage_error("--move --tls: our storage SCP needs --tls-cert and --tls-key");
+    if (!dicomweb) vp_dcm_tls_check(&tls);
+    if (!pacs && !dicomweb && first >= argc && !lists.n) vp_usage_error("give DICOM files or directories, or --list FILE");
     if (!keep_ids && !site_key) vp_usage_error("pseudonymisation needs --site-key FILE (or --keep-identifiers inside the hospital)");
     if (keep_ids && site_key) vp_usage_error("--site-key and --keep-identifiers exclude each other");
     struct vp_deid_key key;
     if (site_key && vp_deid_key_load(site_key, &key)) return VP_ERR_USAGE;
-    if (pacs) {
-        struct vp_dcm_peer peer = {host, (int)port, aet, aec, (int)timeout, &tls, move ? (int)move_port : 0};
+    struct vp_dcm_web_auth auth;
+    if (dicomweb && vp_dcm_web_auth_load(auth_file, auth_env, &auth)) return VP_ERR_USAGE;
+    if (dicomweb) web.auth = &auth;
+    if (pacs || dicomweb) {
+        struct vp_dcm_peer peer = {pacs ? host : dicomweb, (int)port, aet, dicomweb ? "DICOMweb" : aec, (int)timeout, &tls,
+                                   move ? (int)move_port : 0, dicomweb ? &web : NULL};
         struct vp_dcm_fetch_opts o = {id_opt, image_name, site_key ? &key : NULL, keep_desc, allow_nonuniform,
                                       on_error == 1, tolerance, uniform};
         int rc = vp_dcm_pacs_run(&peer, &q, query_only, &o, out_spec);
         if (site_key) vp_deid_key_clear(&key);
+        if (dicomweb) vp_dcm_web_auth_clear(&auth);
         return rc;
     }
     char **paths = NULL;

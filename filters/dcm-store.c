@@ -87,6 +87,7 @@ struct src {
     char *pid, *study, *series, *forr, *sop_class, *date, *time;
     char **sops;
     int nsop;
+    int *frames; /* ReferencedFrameNumbers (enhanced source), or NULL */
 };
 
 static void src_free(struct src *s)
@@ -94,6 +95,7 @@ static void src_free(struct src *s)
     free(s->pid); free(s->study); free(s->series); free(s->forr); free(s->sop_class); free(s->date); free(s->time);
     for (int i = 0; i < s->nsop; i++) free(s->sops[i]);
     free(s->sops);
+    free(s->frames);
 }
 
 static int take_uids(const msgpack_object *m, struct src *s, const char *id)
@@ -113,6 +115,17 @@ static int take_uids(const msgpack_object *m, struct src *s, const char *id)
     for (int i = 0; i < s->nsop; i++)
         if (!(s->sops[i] = str_dup(&a->via.array.ptr[i])))
             return vp_error("case '%s': meta.dicom.SOPInstanceUIDs[%d]: not a UID", id, i);
+    const msgpack_object *fr = map_get(m, "ReferencedFrameNumbers");
+    if (!fr) return 0;
+    if (fr->type != MSGPACK_OBJECT_ARRAY || fr->via.array.size != (uint32_t)s->nsop)
+        return vp_error("case '%s': meta.dicom.ReferencedFrameNumbers: not one per SOPInstanceUID", id);
+    s->frames = vp_calloc((size_t)s->nsop, sizeof *s->frames);
+    for (int i = 0; i < s->nsop; i++) {
+        const msgpack_object *x = &fr->via.array.ptr[i];
+        if (x->type != MSGPACK_OBJECT_POSITIVE_INTEGER || x->via.u64 > 65535)
+            return vp_error("case '%s': meta.dicom.ReferencedFrameNumbers[%d]: not a frame number (0..65535)", id, i);
+        s->frames[i] = (int)x->via.u64;
+    }
     return 0;
 }
 
@@ -277,7 +290,7 @@ static int store(vp_case *c, const char *host, int port)
         goto out;
     }
     struct vp_seg_ref ref = {s.pid, s.study, s.series, s.forr, s.sop_class, s.date, s.time, (const char *const *)s.sops, s.nsop,
-                             c_date, c_time};
+                             c_date, c_time, s.frames};
     safe_name(c->id, name, sizeof name);
     if (out_dir) snprintf(path, sizeof path, "%s/%s", out_dir, name);
     else snprintf(path, sizeof path, "%s/voxpipe-%ld-%s", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (long)getpid(), name);

@@ -47,6 +47,7 @@ struct vp_dcm_file {
     int bits_alloc, bits_stored, pixrep;
     int is_j2k;                   /* pixels are JPEG 2000 (decoded by vp_dcm_decode_j2k) */
     int64_t instance;             /* InstanceNumber, for messages */
+    int frame;                    /* 1-based frame of the multi-frame file it was split from, else 0 */
     /* enhanced (multi-frame) images: the per-frame functional groups' PlanePositionSequence, frames x 3
      * (NULL otherwise). Orientation, pixel measures and rescale come from the functional groups
      * (shared or per frame; they must not vary between frames) into iop, ps, thickness, between,
@@ -56,11 +57,21 @@ struct vp_dcm_file {
      * exactly as stored (not yet masked to bits_stored nor sign-extended) */
     void *pix;
     size_t pix_bytes;
+    /* deferred (VP_DCM_DEFER, pix NULL): those pix_bytes bytes, already in host order, lie at this
+     * offset of the file; vp_dcm_series_build reads them from there. 0 otherwise. */
+    int64_t pix_off;
 };
 
-/* Read and decode one file. headers_only: skip the pixel data. 0 ok, or -VP_ERR_DATA (not DICOM,
- * malformed, unsupported) / -VP_ERR_RUNTIME (I/O) with the reason in why[256]. Thread-safe. */
-int vp_dcm_read(const char *path, int headers_only, struct vp_dcm_file *f, char why[256]);
+/* vp_dcm_read modes */
+enum {
+    VP_DCM_PIXELS = 0,  /* read and decode the pixel data */
+    VP_DCM_HEADERS = 1, /* skip the pixel data */
+    VP_DCM_DEFER = 2,   /* as VP_DCM_PIXELS, but uncompressed host-order single-frame pixel data is
+                         * only located (pix_off), checked to lie within the file, and left there */
+};
+/* Read and decode one file (mode: see above). 0 ok, or -VP_ERR_DATA (not DICOM, malformed,
+ * unsupported) / -VP_ERR_RUNTIME (I/O) with the reason in why[256]. Thread-safe. */
+int vp_dcm_read(const char *path, int mode, struct vp_dcm_file *f, char why[256]);
 void vp_dcm_file_clear(struct vp_dcm_file *f);
 /* Register DCMTK's decoders once (call before any thread reads). */
 void vp_dcm_init(void);

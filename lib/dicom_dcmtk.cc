@@ -6,6 +6,7 @@
  */
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dctk.h>
+#include <dcmtk/dcmdata/dcistrmf.h>
 #include <dcmtk/dcmdata/dcpixseq.h>
 #include <dcmtk/dcmdata/dcpxitem.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
@@ -18,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <sys/stat.h>
 
 /* the C headers, in C++: volume.h's struct/function name pair and util.h's _Noreturn */
 #pragma GCC diagnostic push
@@ -224,7 +226,27 @@ static int read_functional_groups(DcmDataset *ds, struct vp_dcm_file *f, char wh
     return 0;
 }
 
-static int read_pixels(DcmFileFormat &ff, DcmDataset *ds, struct vp_dcm_file *f, char why[256])
+/* VP_DCM_DEFER: native little-endian pixel data that DCMTK left in the file (over the 4 KiB read
+ * limit) is not read here; its file offset is kept for vp_dcm_series_build to read straight into
+ * the volume. 1 deferred, 0 not possible (read it now), < 0 error. */
+static int defer_pixels(DcmElement *el, const DcmXfer &x, struct vp_dcm_file *f, size_t total, char why[256])
+{
+    if (x.isEncapsulated() || x.getByteOrder() != gLocalByteOrder || f->frames != 1 || el->valueLoaded()) return 0;
+    const DcmInputStreamFactory *in = el->getInputStream();
+    if (!in || in->ident() != DFT_DcmInputFileStreamFactory) return 0; /* e.g. deflated: only a stream */
+    const DcmInputFileStreamFactory *fin = OFstatic_cast(const DcmInputFileStreamFactory *, in);
+    offile_off_t off = fin->getOffset();
+    struct stat st;
+    if (off <= 0 || stat(f->path, &st)) return 0;
+    /* the same bound the full read has: the value must be in the file (a truncated file fails now) */
+    if (el->getLength() < total || (unsigned long long)off + total > (unsigned long long)st.st_size)
+        return fail(why, VP_ERR_DATA, "%s", "PixelData is shorter than Rows x Columns x NumberOfFrames");
+    f->pix_off = (int64_t)off;
+    f->pix_bytes = total;
+    return 1;
+}
+
+static int read_pixels(DcmFileFormat &ff, DcmDataset *ds, struct vp_dcm_file *f, int mode, char why[256])
 {
     if (f->spp != 1) return fail(why, VP_ERR_DATA, "%s", "only one sample per pixel (grey-scale) is supported");
     if (f->bits_alloc != 8 && f->bits_alloc != 16)
@@ -248,6 +270,10 @@ static int read_pixels(DcmFileFormat &ff, DcmDataset *ds, struct vp_dcm_file *f,
         if (ds->findAndGetElement(DCM_PixelData, el).bad() || !el)
             return fail(why, VP_ERR_DATA, "%s", "no PixelData after decoding");
     }
+    if (mode == VP_DCM_DEFER) {
+        int r = defer_pixels(el, x, f, total, why);
+        if (r) return r < 0 ? r : 0;
+    }
     f->pix = malloc(total);
     if (!f->pix) return fail(why, VP_ERR_RUNTIME, "%s", "out of memory");
     f->pix_bytes = total;
@@ -270,7 +296,7 @@ static int read_pixels(DcmFileFormat &ff, DcmDataset *ds, struct vp_dcm_file *f,
     return 0;
 }
 
-extern "C" int vp_dcm_read(const char *path, int headers_only, struct vp_dcm_file *f, char why[256])
+extern "C" int vp_dcm_read(const char *path, int mode, struct vp_dcm_file *f, char why[256])
 {
     memset(f, 0, sizeof *f);
     f->path = strdup(path);
@@ -317,9 +343,9 @@ extern "C" int vp_dcm_read(const char *path, int headers_only, struct vp_dcm_fil
         int r = read_functional_groups(ds, f, why);
         if (r) return r;
     }
-    if (headers_only) return 0;
+    if (mode == VP_DCM_HEADERS) return 0;
     try {
-        return read_pixels(ff, ds, f, why);
+        return read_pixels(ff, ds, f, mode, why);
     } catch (...) {
         return fail(why, VP_ERR_RUNTIME, "%s", "DCMTK raised an exception");
     }

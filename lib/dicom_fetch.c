@@ -91,7 +91,7 @@ struct rd { char **paths; struct vp_dcm_file *f; int *rc; char (*why)[256]; };
 static void read_range(void *ctx, uint64_t b, uint64_t e, int worker)
 {
     struct rd *r = ctx;
-    for (uint64_t i = b; i < e; i++) r->rc[i] = vp_dcm_read(r->paths[i], 0, &r->f[i], r->why[i]);
+    for (uint64_t i = b; i < e; i++) r->rc[i] = vp_dcm_read(r->paths[i], VP_DCM_DEFER, &r->f[i], r->why[i]);
 }
 
 /* case ids: letters, digits, '.', '_', '-' only, not starting with '.', at most 128 characters */
@@ -124,9 +124,24 @@ static void pack_uid(msgpack_packer *pk, const char *uid, const struct vp_deid_k
     vp_pack_cstr(pk, u);
 }
 
-/* StudyInstanceUID, SeriesInstanceUID, FrameOfReferenceUID, SOPInstanceUIDs (slice order) */
+/* slices that are frames of a multi-frame (enhanced) image: then each slice's frame number goes along */
+static int has_frames(const struct vp_dcm_series *s)
+{
+    for (int i = 0; i < s->n; i++)
+        if (s->files[i]->frame > 0) return 1;
+    return 0;
+}
+
+/* StudyInstanceUID, SeriesInstanceUID, FrameOfReferenceUID, SOPInstanceUIDs (slice order), and for
+ * enhanced sources ReferencedFrameNumbers (slice order; 1-based, 0 for a single-frame image): 4 or 5
+ * keys (4 + has_frames) */
 static void pack_uids(msgpack_packer *pk, const struct vp_dcm_series *s, const struct vp_deid_key *key)
 {
+    if (has_frames(s)) {
+        vp_pack_cstr(pk, "ReferencedFrameNumbers");
+        msgpack_pack_array(pk, (size_t)s->n);
+        for (int i = 0; i < s->n; i++) msgpack_pack_int(pk, s->files[i]->frame);
+    }
     const struct vp_dcm_file *f = s->files[0];
     static const enum vp_dcm_tag t[3] = {VP_DCM_STUDY_UID, VP_DCM_SERIES_UID, VP_DCM_FOR_UID};
     for (int i = 0; i < 3; i++) {
@@ -160,7 +175,7 @@ static void pack_meta(msgpack_packer *pk, const struct vp_dcm_series *s, const s
     const struct vp_dcm_file *f = s->files[0];
     const struct vp_deid_key *key = o->key;
     int desc = !key || o->keep_descriptions;
-    msgpack_pack_map(pk, (size_t)(key ? 14 + desc : 16) + (uv != NULL));
+    msgpack_pack_map(pk, (size_t)(key ? 14 + desc : 16) + (uv != NULL) + has_frames(s));
     if (uv) pack_uniform(pk, s, uv);
     vp_pack_cstr(pk, "pseudonymised");
     if (key) msgpack_pack_true(pk); else msgpack_pack_false(pk);
@@ -193,7 +208,7 @@ static void pack_meta(msgpack_packer *pk, const struct vp_dcm_series *s, const s
     msgpack_sbuffer_init(&sb);
     msgpack_packer sp;
     msgpack_packer_init(&sp, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&sp, 7);
+    msgpack_pack_map(&sp, (size_t)(7 + has_frames(s)));
     pack_uids(&sp, s, NULL);
     kv_str(&sp, "PatientID", pid);
     kv_str(&sp, "StudyDate", date); /* the SEG goes back into the original study: its date and time */
@@ -222,7 +237,7 @@ static void add_provenance(vp_case *c, const struct vp_dcm_fetch_opts *o)
     msgpack_pack_array(&pk, (size_t)(argc > 0 ? argc : 0));
     /* --pacs query keys and peer: their values may identify (a patient, a study, a site) */
     static const char *const hidden[] = {"--patient-id", "--study-uid", "--series-uid", "--accession", "--pacs", "--aet",
-                                         "--aec", NULL};
+                                         "--aec", "--dicomweb", "--date", NULL};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int v = 0, h = 0;

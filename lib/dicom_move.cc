@@ -6,6 +6,9 @@
 // The storage SCP accepts only associations whose calling AE title is the PACS's (--aec), only the
 // image storage classes, and writes each object exactly as received to DIR/NNNNNN.dcm (names never
 // come from the peer). It stops once the C-MOVE has ended (checked every second).
+// With --tls both associations are TLS: the C-MOVE one as for C-GET, and the storage SCP accepts
+// only TLS, presenting our --tls-cert/--tls-key and requiring the PACS's certificate to be signed
+// by --tls-ca (unless --tls-no-verify), so the series never crosses the network in the clear.
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dctk.h>
 #include <dcmtk/dcmnet/scp.h>
@@ -30,18 +33,6 @@
 
 namespace {
 
-/* accepted as sent, the encapsulated lossless syntaxes first (objects arrive as stored) */
-const char *const xfers[] = {
-    UID_JPEG2000LosslessOnlyTransferSyntax, UID_JPEGLSLosslessTransferSyntax, UID_JPEGProcess14SV1TransferSyntax,
-    UID_JPEGProcess14TransferSyntax, UID_RLELosslessTransferSyntax, UID_DeflatedExplicitVRLittleEndianTransferSyntax,
-    UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax, UID_BigEndianExplicitTransferSyntax,
-    UID_JPEG2000TransferSyntax, UID_JPEGLSLossyTransferSyntax, UID_JPEGProcess1TransferSyntax,
-};
-const char *const classes[] = {
-    UID_CTImageStorage, UID_EnhancedCTImageStorage, UID_MRImageStorage, UID_EnhancedMRImageStorage,
-    UID_PositronEmissionTomographyImageStorage, UID_NuclearMedicineImageStorage, UID_SecondaryCaptureImageStorage,
-    UID_ComputedRadiographyImageStorage, UID_DigitalXRayImageStorageForPresentation,
-};
 
 class StoreScp : public DcmSCP {
   public:
@@ -71,12 +62,6 @@ class StoreScp : public DcmSCP {
     OFBool stopAfterCurrentAssociation() override { return done.load(); }
 };
 
-int fail(char why[256], const struct vp_dcm_peer *p, const char *what, const OFCondition &c)
-{
-    snprintf(why, 256, "%s with %s at %s:%d: %s", what, p->aec, p->host, p->port, c.text());
-    return -VP_ERR_RUNTIME;
-}
-
 } // namespace
 
 extern "C" int vp_dcm_move(const struct vp_dcm_peer *p, const struct vp_dcm_hit *hits, int n, const char *dir,
@@ -97,11 +82,16 @@ extern "C" int vp_dcm_move(const struct vp_dcm_peer *p, const struct vp_dcm_hit 
     scp.setDIMSETimeout((Uint32)p->timeout);
     scp.setVerbosePCMode(OFFalse);
     OFList<OFString> ts;
-    for (const char *x : xfers) ts.push_back(x);
-    for (const char *cls : classes) scp.addPresentationContext(cls, ts);
+    for (int i = 0; i < vp_dcm_n_xfers; i++) ts.push_back(vp_dcm_xfers[i]);
+    for (int i = 0; i < vp_dcm_n_image_classes; i++) scp.addPresentationContext(vp_dcm_image_classes[i], ts);
     OFList<OFString> echo;
     echo.push_back(UID_LittleEndianImplicitTransferSyntax);
     scp.addPresentationContext(UID_VerificationSOPClass, echo);
+    DcmTransportLayer *sl = NULL; /* the SCP's TLS layer: outlives the thread below */
+    int rc = vp_dcm_tls_layer(p->tls, 1, &sl, why);
+    if (rc) return rc;
+    std::unique_ptr<DcmTransportLayer> scp_tl(sl);
+    if (sl) scp.getConfig().setTransportLayer(sl);
     OFCondition c = scp.openListenPort();
     if (c.bad()) {
         snprintf(why, 256, "C-MOVE: our storage SCP cannot listen on port %d: %s", p->move_port, c.text());
@@ -109,28 +99,11 @@ extern "C" int vp_dcm_move(const struct vp_dcm_peer *p, const struct vp_dcm_hit 
     }
     std::thread th([&scp] { scp.acceptAssociations(); });
 
-    int rc = 0;
     {
         std::unique_ptr<DcmTransportLayer> tl;
         VpTlsScu scu;
-        scu.setPeerHostName(p->host);
-        scu.setPeerPort((Uint16)p->port);
-        scu.setAETitle(p->aet);
-        scu.setPeerAETitle(p->aec);
-        scu.setConnectionTimeout(p->timeout);
-        scu.setACSETimeout((Uint32)p->timeout);
-        scu.setDIMSEBlockingMode(DIMSE_NONBLOCKING);
-        scu.setDIMSETimeout((Uint32)p->timeout);
-        scu.setVerbosePCMode(OFFalse);
-        OFList<OFString> q;
-        q.push_back(UID_LittleEndianExplicitTransferSyntax);
-        q.push_back(UID_LittleEndianImplicitTransferSyntax);
-        scu.addPresentationContext(UID_MOVEStudyRootQueryRetrieveInformationModel, q);
-        if ((c = scu.initNetwork()).bad()) rc = fail(why, p, "network setup", c);
-        DcmTransportLayer *l = NULL;
-        if (!rc) rc = vp_dcm_tls_use(scu, p->tls, &l, why);
-        tl.reset(l);
-        if (!rc && (c = scu.negotiateAssociation()).bad()) rc = fail(why, p, "association", c);
+        vp_dcm_scu_setup(scu, p, UID_MOVEStudyRootQueryRetrieveInformationModel);
+        rc = vp_dcm_scu_connect(scu, p, tl, why);
         T_ASC_PresentationContextID pc = 0;
         if (!rc && !(pc = scu.findPresentationContextID(UID_MOVEStudyRootQueryRetrieveInformationModel, ""))) {
             snprintf(why, 256, "%s at %s:%d does not offer Study Root C-MOVE", p->aec, p->host, p->port);

@@ -25,21 +25,6 @@
 
 namespace {
 
-/* what the reader (dicom_dcmtk.cc, dicom_j2k.c) decodes: offered one per context for C-GET, so
- * the PACS sends each object as stored and never has to transcode */
-const char *const xfers[] = {
-    UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax,
-    UID_BigEndianExplicitTransferSyntax, UID_DeflatedExplicitVRLittleEndianTransferSyntax,
-    UID_RLELosslessTransferSyntax, UID_JPEGProcess1TransferSyntax, UID_JPEGProcess14SV1TransferSyntax,
-    UID_JPEGProcess14TransferSyntax, UID_JPEGLSLosslessTransferSyntax, UID_JPEGLSLossyTransferSyntax,
-    UID_JPEG2000LosslessOnlyTransferSyntax, UID_JPEG2000TransferSyntax,
-};
-/* the image storage classes accepted from C-GET (11 x 12 = 132 would pass the 128 limit) */
-const char *const classes[] = {
-    UID_CTImageStorage, UID_EnhancedCTImageStorage, UID_MRImageStorage, UID_EnhancedMRImageStorage,
-    UID_PositronEmissionTomographyImageStorage, UID_NuclearMedicineImageStorage, UID_SecondaryCaptureImageStorage,
-    UID_ComputedRadiographyImageStorage, UID_DigitalXRayImageStorageForPresentation,
-};
 
 /* writes each received object as DIR/NNNNNN.dcm: no file name derived from what the peer sends */
 class Scu : public VpTlsScu {
@@ -60,37 +45,6 @@ class Scu : public VpTlsScu {
     }
 };
 
-void setup(Scu &scu, const struct vp_dcm_peer *p)
-{
-    scu.setPeerHostName(p->host);
-    scu.setPeerPort((Uint16)p->port);
-    scu.setAETitle(p->aet);
-    scu.setPeerAETitle(p->aec);
-    scu.setConnectionTimeout(p->timeout);
-    scu.setACSETimeout((Uint32)p->timeout);
-    scu.setDIMSEBlockingMode(DIMSE_NONBLOCKING);
-    scu.setDIMSETimeout((Uint32)p->timeout);
-    scu.setVerbosePCMode(OFFalse);
-}
-
-int fail(char why[256], const struct vp_dcm_peer *p, const char *what, const OFCondition &c)
-{
-    snprintf(why, 256, "%s with %s at %s:%d: %s", what, p->aec, p->host, p->port, c.text());
-    return -VP_ERR_RUNTIME;
-}
-
-/* TLS (when asked), network, association; tl keeps the TLS layer: declare it before scu */
-int connect(Scu &scu, const struct vp_dcm_peer *p, std::unique_ptr<DcmTransportLayer> &tl, char why[256])
-{
-    OFCondition c = scu.initNetwork();
-    if (c.bad()) return fail(why, p, "network setup", c);
-    DcmTransportLayer *l = NULL;
-    int rc = vp_dcm_tls_use(scu, p->tls, &l, why);
-    tl.reset(l);
-    if (rc) return rc;
-    if ((c = scu.negotiateAssociation()).bad()) return fail(why, p, "association", c);
-    return 0;
-}
 
 OFString str(DcmDataset *d, const DcmTagKey &t)
 {
@@ -117,11 +71,66 @@ int find(Scu &scu, const struct vp_dcm_peer *p, DcmDataset &keys, std::vector<Dc
         }
         delete r;
     }
-    if (c.bad() && !rc) rc = fail(why, p, "C-FIND", c);
+    if (c.bad() && !rc) rc = vp_dcm_net_fail(why, p, "C-FIND", c);
     return rc;
 }
 
 } // namespace
+
+/* what the reader (dicom_dcmtk.cc, dicom_j2k.c) decodes, the encapsulated lossless syntaxes first:
+ * offered one per context for C-GET, all in one for our C-MOVE storage SCP, so the PACS sends each
+ * object as stored and never has to transcode */
+const char *const vp_dcm_xfers[] = {
+    UID_JPEG2000LosslessOnlyTransferSyntax, UID_JPEGLSLosslessTransferSyntax, UID_JPEGProcess14SV1TransferSyntax,
+    UID_JPEGProcess14TransferSyntax, UID_RLELosslessTransferSyntax, UID_DeflatedExplicitVRLittleEndianTransferSyntax,
+    UID_LittleEndianExplicitTransferSyntax, UID_LittleEndianImplicitTransferSyntax, UID_BigEndianExplicitTransferSyntax,
+    UID_JPEG2000TransferSyntax, UID_JPEGLSLossyTransferSyntax, UID_JPEGProcess1TransferSyntax,
+};
+const int vp_dcm_n_xfers = sizeof vp_dcm_xfers / sizeof *vp_dcm_xfers;
+
+/* 11 x 12 = 132 contexts would pass the 128 limit of one association */
+const char *const vp_dcm_image_classes[] = {
+    UID_CTImageStorage, UID_EnhancedCTImageStorage, UID_MRImageStorage, UID_EnhancedMRImageStorage,
+    UID_PositronEmissionTomographyImageStorage, UID_NuclearMedicineImageStorage, UID_SecondaryCaptureImageStorage,
+    UID_ComputedRadiographyImageStorage, UID_DigitalXRayImageStorageForPresentation,
+};
+const int vp_dcm_n_image_classes = sizeof vp_dcm_image_classes / sizeof *vp_dcm_image_classes;
+
+void vp_dcm_scu_setup(VpTlsScu &scu, const struct vp_dcm_peer *p, const char *qr)
+{
+    scu.setPeerHostName(p->host);
+    scu.setPeerPort((Uint16)p->port);
+    scu.setAETitle(p->aet);
+    scu.setPeerAETitle(p->aec);
+    scu.setConnectionTimeout(p->timeout);
+    scu.setACSETimeout((Uint32)p->timeout);
+    scu.setDIMSEBlockingMode(DIMSE_NONBLOCKING);
+    scu.setDIMSETimeout((Uint32)p->timeout);
+    scu.setVerbosePCMode(OFFalse);
+    OFList<OFString> ts;
+    ts.push_back(UID_LittleEndianExplicitTransferSyntax);
+    ts.push_back(UID_LittleEndianImplicitTransferSyntax);
+    scu.addPresentationContext(qr, ts);
+}
+
+int vp_dcm_net_fail(char why[256], const struct vp_dcm_peer *p, const char *what, const OFCondition &c)
+{
+    snprintf(why, 256, "%s with %s at %s:%d: %s", what, p->aec, p->host, p->port, c.text());
+    return -VP_ERR_RUNTIME;
+}
+
+int vp_dcm_scu_connect(VpTlsScu &scu, const struct vp_dcm_peer *p, std::unique_ptr<DcmTransportLayer> &tl,
+                       char why[256])
+{
+    OFCondition c = scu.initNetwork();
+    if (c.bad()) return vp_dcm_net_fail(why, p, "network setup", c);
+    DcmTransportLayer *l = NULL;
+    int rc = vp_dcm_tls_use(scu, p->tls, &l, why);
+    tl.reset(l);
+    if (rc) return rc;
+    if ((c = scu.negotiateAssociation()).bad()) return vp_dcm_net_fail(why, p, "association", c);
+    return 0;
+}
 
 extern "C" int vp_dcm_find(const struct vp_dcm_peer *p, const struct vp_dcm_query *q, struct vp_dcm_hit **hits,
                            char why[256])
@@ -130,18 +139,15 @@ extern "C" int vp_dcm_find(const struct vp_dcm_peer *p, const struct vp_dcm_quer
     vp_dcm_init();
     std::unique_ptr<DcmTransportLayer> tl;
     Scu scu;
-    setup(scu, p);
-    OFList<OFString> ts;
-    ts.push_back(UID_LittleEndianExplicitTransferSyntax);
-    ts.push_back(UID_LittleEndianImplicitTransferSyntax);
-    scu.addPresentationContext(UID_FINDStudyRootQueryRetrieveInformationModel, ts);
-    int rc = connect(scu, p, tl, why);
+    vp_dcm_scu_setup(scu, p, UID_FINDStudyRootQueryRetrieveInformationModel);
+    int rc = vp_dcm_scu_connect(scu, p, tl, why);
     if (rc) return rc;
     DcmDataset sk;
     put(sk, DCM_QueryRetrieveLevel, "STUDY");
     put(sk, DCM_StudyInstanceUID, q->study_uid);
     put(sk, DCM_PatientID, q->patient_id);
     put(sk, DCM_AccessionNumber, q->accession);
+    put(sk, DCM_StudyDate, q->date);
     std::vector<DcmDataset> studies, series;
     rc = find(scu, p, sk, studies, why);
     std::vector<std::string> suids;
@@ -196,21 +202,17 @@ extern "C" int vp_dcm_get(const struct vp_dcm_peer *p, const struct vp_dcm_hit *
     *nfiles = 0;
     std::unique_ptr<DcmTransportLayer> tl;
     Scu scu;
-    setup(scu, p);
+    vp_dcm_scu_setup(scu, p, UID_GETStudyRootQueryRetrieveInformationModel);
     scu.dir = dir;
     scu.setStorageMode(DCMSCU_STORAGE_DISK);
     scu.setStorageDir(dir);
-    OFList<OFString> ts;
-    ts.push_back(UID_LittleEndianExplicitTransferSyntax);
-    ts.push_back(UID_LittleEndianImplicitTransferSyntax);
-    scu.addPresentationContext(UID_GETStudyRootQueryRetrieveInformationModel, ts);
-    for (const char *cls : classes)
-        for (const char *x : xfers) {
+    for (int i = 0; i < vp_dcm_n_image_classes; i++)
+        for (int j = 0; j < vp_dcm_n_xfers; j++) {
             OFList<OFString> one;
-            one.push_back(x);
-            scu.addPresentationContext(cls, one, ASC_SC_ROLE_SCP);
+            one.push_back(vp_dcm_xfers[j]);
+            scu.addPresentationContext(vp_dcm_image_classes[i], one, ASC_SC_ROLE_SCP);
         }
-    int rc = connect(scu, p, tl, why);
+    int rc = vp_dcm_scu_connect(scu, p, tl, why);
     if (rc) return rc;
     T_ASC_PresentationContextID pc = scu.findPresentationContextID(UID_GETStudyRootQueryRetrieveInformationModel, "");
     if (!pc) {
@@ -233,7 +235,7 @@ extern "C" int vp_dcm_get(const struct vp_dcm_peer *p, const struct vp_dcm_hit *
             delete r;
         }
         *nfiles = scu.stored;
-        if (c.bad()) rc = fail(why, p, "C-GET", c);
+        if (c.bad()) rc = vp_dcm_net_fail(why, p, "C-GET", c);
         else if (last != STATUS_Success) {
             snprintf(why, 256, "C-GET of series %d from %s at %s:%d: status 0x%04x, %d failed sub-operation(s)", i + 1,
                      p->aec, p->host, p->port, last, failed);

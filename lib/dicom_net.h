@@ -15,6 +15,9 @@
 extern "C" {
 #endif
 
+struct vp_dcm_tls;
+struct vp_dcm_web;
+
 struct vp_dcm_peer {
     const char *host;
     int port;
@@ -22,11 +25,13 @@ struct vp_dcm_peer {
     int timeout;           /* seconds: connect, association, each DIMSE message */
     const struct vp_dcm_tls *tls; /* NULL or off: plain TCP (dicom_tls.h) */
     int move_port;         /* > 0: retrieve by C-MOVE to our own storage SCP on this port, else C-GET */
+    const struct vp_dcm_web *web; /* not NULL: the DICOMweb source instead of DIMSE (dicom_web.h) */
 };
 
 /* Query keys (NULL: not constrained); at least one must be set. Values may use DICOM wildcards. */
 struct vp_dcm_query {
     const char *patient_id, *study_uid, *series_uid, *accession, *modality;
+    const char *date; /* StudyDate: YYYYMMDD or a range YYYYMMDD-YYYYMMDD (either end open) */
 };
 
 /* One matching series, as the PACS reported it (UIDs in the clear). */
@@ -62,6 +67,32 @@ int vp_dcm_pacs_run(const struct vp_dcm_peer *p, const struct vp_dcm_query *q, i
 
 #ifdef __cplusplus
 }
+
+#include <memory>
+
+#include "dicom_tls.h"
+
+/* C++, the association setup that C-FIND/C-GET (dicom_net.cc) and C-MOVE (dicom_move.cc) share: */
+
+/* the transfer syntaxes we accept (what the reader decodes), preferred first */
+extern const char *const vp_dcm_xfers[];
+extern const int vp_dcm_n_xfers;
+
+/* the image storage classes we accept (C-GET sub-operations, our C-MOVE storage SCP) */
+extern const char *const vp_dcm_image_classes[];
+extern const int vp_dcm_n_image_classes;
+
+/* peer address, AE titles, timeouts (connect, ACSE, DIMSE non-blocking) from p, and a presentation
+ * context for the query/retrieve class qr (explicit or implicit little endian) */
+void vp_dcm_scu_setup(VpTlsScu &scu, const struct vp_dcm_peer *p, const char *qr);
+
+/* network, TLS (when p asks; tl keeps the layer: declare it before scu), association. 0 ok, or
+ * -VP_ERR_RUNTIME/-VP_ERR_USAGE with the reason, naming the peer, in why[256] */
+int vp_dcm_scu_connect(VpTlsScu &scu, const struct vp_dcm_peer *p, std::unique_ptr<DcmTransportLayer> &tl,
+                       char why[256]);
+
+/* why = "WHAT with AEC at HOST:PORT: condition"; returns -VP_ERR_RUNTIME */
+int vp_dcm_net_fail(char why[256], const struct vp_dcm_peer *p, const char *what, const OFCondition &c);
 #endif
 
 #endif

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "dicom_fetch.h"
+#include "dicom_web.h"
 #include "endpoint.h"
 #include "frame.h"
 #include "tidy.h"
@@ -60,18 +61,20 @@ int vp_dcm_pacs_run(const struct vp_dcm_peer *p, const struct vp_dcm_query *q, i
 {
     char why[256];
     struct vp_dcm_hit *hits = NULL;
-    int n = vp_dcm_find(p, q, &hits, why);
+    int n = p->web ? vp_dcm_web_find(p->web, q, &hits, why) : vp_dcm_find(p, q, &hits, why);
     if (n < 0) { vp_error("%s", why); free(hits); return -n; }
     if (query_only) { int rc = print_hits(hits, n, o); free(hits); return rc; }
+    if (!n && p->web) { vp_error("no series at %s matches the query", p->web->url); free(hits); return VP_ERR_DATA; }
     if (!n) { vp_error("no series at %s (%s:%d) matches the query", p->aec, p->host, p->port); free(hits); return VP_ERR_DATA; }
     const char *tmp = getenv("TMPDIR");
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/vp-dcm-fetch-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(dir)) { vp_error("creating a temporary directory under '%s': %m", tmp && *tmp ? tmp : "/tmp"); free(hits); return VP_ERR_RUNTIME; }
     vp_atexit_cleanup(rm_tmpdir, dir); /* on vp_die and SIGINT/SIGTERM */
-    int nf = 0, rc = -(p->move_port > 0 ? vp_dcm_move : vp_dcm_get)(p, hits, n, dir, &nf, why);
+    int nf = 0, rc = p->web ? -vp_dcm_web_get(p->web, hits, n, dir, &nf, why)
+                            : -(p->move_port > 0 ? vp_dcm_move : vp_dcm_get)(p, hits, n, dir, &nf, why);
     if (rc) vp_error("%s", why);
-    else vp_info("%d series, %d object(s) received from %s", n, nf, p->aec);
+    else vp_info("%d series, %d object(s) received from %s", n, nf, p->web ? p->web->url : p->aec);
     free(hits);
     char **paths = NULL;
     int np = 0;

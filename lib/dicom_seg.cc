@@ -5,7 +5,9 @@
 // algorithm (automatic, "voxpipe") and recommended CIELab colour; shared functional groups Pixel
 // Measures and Plane Orientation; per frame Plane Position, Frame Content (dimension index:
 // segment number, slice) and Derivation Image (the source slice, CID 7202 "Source image for image
-// processing operation"); the source series listed in the Common Instance Reference module.
+// processing operation"; with its ReferencedFrameNumber when the source is multi-frame, and
+// SpatialLocationsPreserved YES); the source series listed in the Common Instance Reference module
+// (each instance once).
 // Geometry: voxel (i, j, k) of the volume is column i, row j of frame k; the RAS affine becomes
 // LPS by negating x and y.
 #include <dcmtk/config/osconfig.h>
@@ -155,9 +157,13 @@ int build(DcmSegmentation *seg, const vp_vol *v, const vp_seg_ref *ref, const vp
           "dimension");
 
     IODReferences refs;
-    for (int k = 0; k < ref->nsop; k++)
-        refs.add(new IODImageReference(ref->patient_id ? ref->patient_id : "", ref->study_uid, ref->series_uid,
-                                       ref->sop_uids[k], ref->sop_class));
+    for (int k = 0; k < ref->nsop; k++) {
+        int seen = 0; // each instance once (the frames of a multi-frame source share one)
+        for (int i = k - 1; i >= 0 && !seen; i--) seen = !strcmp(ref->sop_uids[i], ref->sop_uids[k]);
+        if (!seen)
+            refs.add(new IODImageReference(ref->patient_id ? ref->patient_id : "", ref->study_uid, ref->series_uid,
+                                           ref->sop_uids[k], ref->sop_class));
+    }
     if (!seg->getCommonInstanceReference().addReferences(refs, ref->study_uid))
         return fail(why, "referenced series", EC_IllegalCall);
 
@@ -177,6 +183,9 @@ int build(DcmSegmentation *seg, const vp_vol *v, const vp_seg_ref *ref, const vp
             OFVector<ImageSOPInstanceReferenceMacro> src(1);
             CHECK(src[0].setReferencedSOPClassUID(ref->sop_class), "ReferencedSOPClassUID");
             CHECK(src[0].setReferencedSOPInstanceUID(ref->sop_uids[k]), "ReferencedSOPInstanceUID");
+            // PS3.3 Table 10-3: the frame, when the source is multi-frame
+            if (ref->frame_numbers && ref->frame_numbers[k] > 0)
+                CHECK(src[0].addReferencedFrameNumber((Uint16)ref->frame_numbers[k]), "ReferencedFrameNumber");
             std::unique_ptr<FGDerivationImage> der(DcmSegmentation::createDerivationImageFG(src, "voxpipe segmentation"));
             if (!der) return fail(why, "derivation image", EC_IllegalCall);
             OFVector<FGBase *> per;
@@ -187,6 +196,28 @@ int build(DcmSegmentation *seg, const vp_vol *v, const vp_seg_ref *ref, const vp
         }
     }
     return 0;
+}
+
+// every per-frame source reference gets SpatialLocationsPreserved YES (Type 3, PS3.3 C.7.6.1.1.3: the
+// frame is on the source image's grid, as dcm-store requires); DCMTK's functional groups do not
+// write it. Readers such as highdicom index a SEG by source frame only when it is there.
+OFCondition mark_spatial(DcmDataset *ds)
+{
+    DcmSequenceOfItems *pf = NULL;
+    if (ds->findAndGetSequence(DCM_PerFrameFunctionalGroupsSequence, pf).bad() || !pf) return EC_Normal;
+    for (unsigned long f = 0; f < pf->card(); f++) {
+        DcmSequenceOfItems *der = NULL;
+        if (pf->getItem(f)->findAndGetSequence(DCM_DerivationImageSequence, der).bad() || !der) continue;
+        for (unsigned long d = 0; d < der->card(); d++) {
+            DcmSequenceOfItems *src = NULL;
+            if (der->getItem(d)->findAndGetSequence(DCM_SourceImageSequence, src).bad() || !src) continue;
+            for (unsigned long i = 0; i < src->card(); i++) {
+                OFCondition c = src->getItem(i)->putAndInsertString(DCM_SpatialLocationsPreserved, "YES");
+                if (c.bad()) return c;
+            }
+        }
+    }
+    return EC_Normal;
 }
 
 } // namespace
@@ -219,6 +250,7 @@ extern "C" int vp_seg_write(const vp_vol *labels, const struct vp_seg_ref *ref, 
     DcmFileFormat ff;
     DcmDataset *ds = ff.getDataset();
     c = seg->writeDataset(*ds);
+    if (c.good()) c = mark_spatial(ds);
     if (c.good()) c = ds->putAndInsertOFStringArray(DCM_ContentDate, ref->content_date);
     if (c.good()) c = ds->putAndInsertOFStringArray(DCM_ContentTime, ref->content_time);
     if (c.good()) c = ds->putAndInsertOFStringArray(DCM_InstanceCreationDate, ref->content_date);

@@ -22,7 +22,7 @@ extern "C" {
 /* A code (Coding Scheme Designator, Code Value, Code Meaning). */
 struct vp_code { const char *scheme, *value, *meaning; };
 
-/* What the SEG references: the source series. sop_uids[k] is the source image of slice k of the
+/* What the SEG references: the source series. sop_uids[k] (frame_numbers[k]) is the source image of slice k of the
  * label volume (dcm-fetch's slice order), so the volume must lie on the source grid.
  * content_date/content_time (DA "YYYYMMDD", TM "HHMMSS") become the SEG's ContentDate/Time and
  * InstanceCreationDate/Time: the caller derives them from the source (or takes them from the user),
@@ -32,6 +32,9 @@ struct vp_seg_ref {
     const char *const *sop_uids;
     int nsop;
     const char *content_date, *content_time;
+    /* NULL, or per slice the 1-based frame of sop_uids[k] that slice k is (a multi-frame source;
+     * 0 for a single-frame image): the SEG's per-frame source references then name the frame */
+    const int *frame_numbers;
 };
 
 struct vp_seg_segment {

@@ -13,10 +13,13 @@
 #include "parallel.h"
 #include "util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const double ident_iop[6] = {1, 0, 0, 0, 1, 0};
 
@@ -185,7 +188,46 @@ struct job {
     size_t plane, *zoff;
     int32_t *mn, *mx;
     vp_vol *v;
+    int *rc;           /* per file: 0 or -VP_ERR_* (deferred reads) */
+    char (*why)[256];
 };
+
+/* the deferred pixel bytes of f (pix_off, pix_bytes) into buf: 0, or -VP_ERR_DATA with why */
+static int read_deferred(const struct vp_dcm_file *f, void *buf, char why[256])
+{
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, 256, "'%s': cannot reopen for the pixel data: %s", f->path, strerror(errno));
+        return -VP_ERR_DATA;
+    }
+    size_t got = 0;
+    while (got < f->pix_bytes) {
+        ssize_t r = pread(fd, (char *)buf + got, f->pix_bytes - got, (off_t)f->pix_off + (off_t)got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            snprintf(why, 256, "'%s': PixelData ends early (the file changed while it was read?)%s%s", f->path,
+                     r < 0 ? ": " : "", r < 0 ? strerror(errno) : "");
+            close(fd);
+            return -VP_ERR_DATA;
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    return 0;
+}
+
+/* give every deferred file its pixels in memory (pix), for the general conversion below */
+static void load_range(void *ctx, uint64_t b, uint64_t e, int worker)
+{
+    struct job *j = ctx;
+    for (uint64_t k = b; k < e; k++) {
+        struct vp_dcm_file *f = j->s->files[k];
+        if (f->pix || !f->pix_off) continue;
+        f->pix = vp_malloc(f->pix_bytes);
+        j->rc[k] = read_deferred(f, f->pix, j->why[k]);
+        if (j->rc[k]) { free(f->pix); f->pix = NULL; }
+    }
+}
 
 /* one loop per (8/16 bits, signed) with constants the compiler can vectorise */
 #define MINMAX(PT, SGN)                                                       \
@@ -240,38 +282,101 @@ static void convert_range(void *ctx, uint64_t b, uint64_t e, int worker)
     }
 }
 
+/* One slice of the i16 guess, in 16-bit lanes (SSE2 has 16-bit min/max/multiply): raw values masked
+ * to BitsStored and sign-extended, their min/max, and x * slope + intercept truncated to 16 bits --
+ * exact whenever the result fits i16, which is the only case the guess is kept. src may be dst
+ * (element i is read before it is written), hence ivdep. */
+#define GUESS_LOOP(XT, EXPR)                                                 \
+    do {                                                                     \
+        XT lo = (XT)EXPR(src[0]), hi = lo;                                   \
+        _Pragma("GCC ivdep") for (size_t i = 0; i < n; i++) {                \
+            XT x = (XT)EXPR(src[i]);                                         \
+            lo = x < lo ? x : lo;                                            \
+            hi = x > hi ? x : hi;                                            \
+            dst[i] = (int16_t)(uint16_t)((uint16_t)x * sl + in);             \
+        }                                                                    \
+        *mn = lo;                                                            \
+        *mx = hi;                                                            \
+    } while (0)
+#define RAW_U(v) ((v) & mask)
+#define RAW_S(v) ((int16_t)(uint16_t)((uint32_t)(v) << sh) >> sh)
+
+__attribute__((optimize("tree-vectorize", "vect-cost-model=dynamic")))
+static void guess_slice(const uint16_t *src, int16_t *dst, size_t n, struct rawfmt r, int32_t isl, int32_t iin,
+                        int32_t *mn, int32_t *mx)
+{
+    uint16_t mask = (uint16_t)r.mask;
+    uint32_t sl = (uint16_t)isl, in = (uint16_t)iin; /* mod 2^16, unsigned: no int overflow */
+    int sh = r.sh - 16;
+    if (r.sgn) GUESS_LOOP(int16_t, RAW_S);
+    else GUESS_LOOP(uint16_t, RAW_U);
+}
+
+/* The i16 guess for 16-bit data with an integral rescale (CT): each file's raw values go into its
+ * slice of the i16 volume (deferred ones read straight there from the file), then in the same
+ * cache-hot pass min/max of the raw values is taken and the slice converted in place. When the
+ * min/max then say the series needs another type, the caller starts again the general way. */
+static void guess_range(void *ctx, uint64_t b, uint64_t e, int worker)
+{
+    struct job *j = ctx;
+    for (uint64_t k = b; k < e; k++) {
+        const struct vp_dcm_file *f = j->s->files[k];
+        int16_t *dst = (int16_t *)j->v->data + j->zoff[k] * j->plane;
+        const void *src = f->pix;
+        if (!src) {
+            if ((j->rc[k] = read_deferred(f, dst, j->why[k]))) continue;
+            src = dst; /* in place */
+        }
+        guess_slice(src, dst, j->plane * (size_t)f->frames, fmt_of(f), (int32_t)f->slope, (int32_t)f->inter,
+                    &j->mn[k], &j->mx[k]);
+    }
+}
+
+/* the first failed file's reason into why (files in slice order): its code, or 0 */
+static int first_failure(const struct job *j, char why[256])
+{
+    for (int k = 0; k < j->s->n; k++)
+        if (j->rc[k]) {
+            snprintf(why, 256, "%s", j->why[k]);
+            return j->rc[k];
+        }
+    return 0;
+}
+
+static void job_free(struct job *j)
+{
+    free(j->zoff);
+    free(j->mn);
+    free(j->mx);
+    free(j->rc);
+    free(j->why);
+}
+
 int vp_dcm_series_build(const struct vp_dcm_series *s, vp_vol **out, char why[256])
 {
     const struct vp_dcm_file *f0 = s->files[0];
     uint64_t nx = (uint64_t)f0->cols, ny = (uint64_t)f0->rows, nz = (uint64_t)s->nslices;
     size_t plane = (size_t)nx * ny;
-    int integral = 1, plain8 = 1;
+    int integral = 1, plain8 = 1, all16 = 1;
     double lo = INFINITY, hi = -INFINITY;
-    struct job j = {s, plane, vp_malloc(sizeof(size_t) * (size_t)s->n), vp_malloc(sizeof(int32_t) * (size_t)s->n),
-                    vp_malloc(sizeof(int32_t) * (size_t)s->n), NULL};
+    size_t n = (size_t)s->n;
+    struct job j = {s, plane, vp_malloc(sizeof(size_t) * n), vp_malloc(sizeof(int32_t) * n), vp_malloc(sizeof(int32_t) * n),
+                    NULL, vp_calloc(n, sizeof(int)), vp_calloc(n, 256)};
     size_t z = 0;
     for (int k = 0; k < s->n; k++) {
         const struct vp_dcm_file *f = s->files[k];
-        if (!f->pix || f->pix_bytes < plane * (size_t)f->frames * (size_t)(f->bits_alloc / 8)) {
+        if ((!f->pix && !f->pix_off) || f->pix_bytes < plane * (size_t)f->frames * (size_t)(f->bits_alloc / 8)) {
             snprintf(why, 256, "'%s': pixel data missing", f->path);
-            free(j.zoff); free(j.mn); free(j.mx);
+            job_free(&j);
             return -VP_ERR_DATA;
         }
         if (f->slope != round(f->slope) || f->inter != round(f->inter) || fabs(f->slope) > 65536 || fabs(f->inter) > 1e9)
             integral = 0;
         if (f->bits_alloc != 8 || f->pixrep || f->slope != 1 || f->inter != 0) plain8 = 0;
+        if (f->bits_alloc != 16) all16 = 0;
         j.zoff[k] = z;
         z += (size_t)f->frames;
     }
-    vp_parallel_for((uint64_t)s->n, 1, minmax_range, &j);
-    for (int k = 0; k < s->n; k++) {
-        const struct vp_dcm_file *f = s->files[k];
-        double a = j.mn[k] * f->slope + f->inter, b = j.mx[k] * f->slope + f->inter;
-        lo = fmin(lo, fmin(a, b));
-        hi = fmax(hi, fmax(a, b));
-    }
-    enum vp_dtype t = !integral ? VP_F32 : plain8 ? VP_U8 : (lo >= -32768 && hi <= 32767) ? VP_I16
-                    : (lo >= 0 && hi <= 65535) ? VP_U16 : (lo >= -2147483648.0 && hi <= 2147483647.0) ? VP_I32 : VP_F32;
     /* affine: LPS columns, then RAS */
     const double *iop = iop_of(f0);
     double A[16] = {0};
@@ -292,15 +397,46 @@ int vp_dcm_series_build(const struct vp_dcm_series *s, vp_vol **out, char why[25
     A[15] = 1;
     uint64_t dims[4] = {nx, ny, nz, 1};
     uint64_t nb;
-    if (vp_vol_nbytes(dims, t, &nb)) {
+    if (vp_vol_nbytes(dims, VP_F32, &nb)) { /* the widest type it can become */
         snprintf(why, 256, "volume %llux%llux%llu is too large", (unsigned long long)nx, (unsigned long long)ny,
                  (unsigned long long)nz);
-        free(j.zoff); free(j.mn); free(j.mx);
+        job_free(&j);
         return -VP_ERR_DATA;
     }
-    j.v = vp_vol_new(dims, t, A);
-    vp_parallel_for((uint64_t)s->n, 1, convert_range, &j);
-    free(j.zoff); free(j.mn); free(j.mx);
+    int rc;
+    enum vp_dtype t = VP_F32;
+    if (integral && all16) {
+        vp_vol_nbytes(dims, VP_I16, &nb);
+        j.v = vp_vol_wrap(dims, VP_I16, A, vp_malloc(nb ? nb : 1), 0);
+        vp_parallel_for((uint64_t)s->n, 1, guess_range, &j);
+        if ((rc = first_failure(&j, why))) {
+            vp_vol_free(&j.v);
+            job_free(&j);
+            return rc;
+        }
+    } else {
+        vp_parallel_for((uint64_t)s->n, 1, load_range, &j);
+        if ((rc = first_failure(&j, why))) { job_free(&j); return rc; }
+        vp_parallel_for((uint64_t)s->n, 1, minmax_range, &j);
+    }
+    for (int k = 0; k < s->n; k++) {
+        const struct vp_dcm_file *f = s->files[k];
+        double a = j.mn[k] * f->slope + f->inter, b = j.mx[k] * f->slope + f->inter;
+        lo = fmin(lo, fmin(a, b));
+        hi = fmax(hi, fmax(a, b));
+    }
+    t = !integral ? VP_F32 : plain8 ? VP_U8 : (lo >= -32768 && hi <= 32767) ? VP_I16
+      : (lo >= 0 && hi <= 65535) ? VP_U16 : (lo >= -2147483648.0 && hi <= 2147483647.0) ? VP_I32 : VP_F32;
+    if (j.v && t != VP_I16) { /* the guess was wrong: the raw values again, the general way */
+        vp_vol_free(&j.v);
+        vp_parallel_for((uint64_t)s->n, 1, load_range, &j);
+        if ((rc = first_failure(&j, why))) { job_free(&j); return rc; }
+    }
+    if (!j.v) {
+        j.v = vp_vol_new(dims, t, A);
+        vp_parallel_for((uint64_t)s->n, 1, convert_range, &j);
+    }
+    job_free(&j);
     *out = j.v;
     return 0;
 }
@@ -325,6 +461,7 @@ int vp_dcm_split_frames(struct vp_dcm_file **files, int n)
             snprintf(g->path, pl, "%s[frame %d]", f->path, k + 1);
             for (int t = 0; t < VP_DCM_NTAGS; t++) g->str[t] = f->str[t] ? vp_strdup(f->str[t]) : NULL;
             g->frames = 1;
+            g->frame = k + 1;
             g->frame_ipp = NULL;
             memcpy(g->ipp, f->frame_ipp + 3 * k, sizeof g->ipp);
             g->has_ipp = 1;

@@ -54,10 +54,14 @@ static int bad(char why[256], const char *what, const char *file, const OFCondit
     return -VP_ERR_USAGE;
 }
 
-int vp_dcm_tls_use(VpTlsScu &scu, const struct vp_dcm_tls *t, DcmTransportLayer **layer, char why[256])
+int vp_dcm_tls_layer(const struct vp_dcm_tls *t, int acceptor, DcmTransportLayer **layer, char why[256])
 {
     *layer = NULL;
     if (!t || !t->on) return 0;
+    if (acceptor && !t->cert) {
+        snprintf(why, 256, "TLS: our storage SCP needs a certificate (--tls-cert, --tls-key)");
+        return -VP_ERR_USAGE;
+    }
     /* a missing file would otherwise surface as an OpenSSL message without the path */
     const char *files[3] = {t->cert, t->key, t->ca};
     for (const char *f : files)
@@ -65,7 +69,7 @@ int vp_dcm_tls_use(VpTlsScu &scu, const struct vp_dcm_tls *t, DcmTransportLayer 
             snprintf(why, 256, "TLS: cannot read '%s': %s", f, strerror(errno));
             return -VP_ERR_USAGE;
         }
-    DcmTLSTransportLayer *l = new DcmTLSTransportLayer(NET_REQUESTOR, NULL, OFTrue);
+    DcmTLSTransportLayer *l = new DcmTLSTransportLayer(acceptor ? NET_ACCEPTOR : NET_REQUESTOR, NULL, OFTrue);
     OFCondition c = l->setTLSProfile(TSP_Profile_BCP195);
     if (c.good()) c = l->activateCipherSuites();
     if (c.bad()) {
@@ -87,6 +91,17 @@ int vp_dcm_tls_use(VpTlsScu &scu, const struct vp_dcm_tls *t, DcmTransportLayer 
         return bad(why, "CA certificates", t->ca, c);
     }
     l->setCertificateVerification(t->no_verify ? DCV_ignoreCertificate : DCV_requireCertificate);
+    *layer = l;
+    return 0;
+}
+
+int vp_dcm_tls_use(VpTlsScu &scu, const struct vp_dcm_tls *t, DcmTransportLayer **layer, char why[256])
+{
+    DcmTransportLayer *l = NULL;
+    *layer = NULL;
+    int rc = vp_dcm_tls_layer(t, 0, &l, why);
+    if (rc || !l) return rc;
+    OFCondition c;
     if ((c = scu.useTls(l)).bad()) {
         delete l;
         snprintf(why, 256, "TLS: %s", c.text());
@@ -96,6 +111,14 @@ int vp_dcm_tls_use(VpTlsScu &scu, const struct vp_dcm_tls *t, DcmTransportLayer 
     return 0;
 }
 #else
+int vp_dcm_tls_layer(const struct vp_dcm_tls *t, int, DcmTransportLayer **layer, char why[256])
+{
+    *layer = NULL;
+    if (!t || !t->on) return 0;
+    snprintf(why, 256, "TLS: this build has no DICOM TLS (DCMTK dcmtls)");
+    return -VP_ERR_RUNTIME;
+}
+
 int vp_dcm_tls_use(VpTlsScu &, const struct vp_dcm_tls *t, DcmTransportLayer **layer, char why[256])
 {
     *layer = NULL;

@@ -50,6 +50,12 @@ class VpTlsScu : public DcmSCU {
     OFCondition useTls(DcmTransportLayer *l) { return useSecureConnection(l); }
 };
 
+/* C++: when t asks for TLS, the layer (key, certificate and CA files loaded and checked) for our
+ * side as requestor (acceptor 0: an SCU) or acceptor (1: the storage SCP of C-MOVE, which needs
+ * --tls-cert/--tls-key) into *layer (the caller's; else *layer = NULL). The peer's certificate is
+ * required and verified against --tls-ca unless --tls-no-verify. Returns as vp_dcm_tls_use(). */
+int vp_dcm_tls_layer(const struct vp_dcm_tls *t, int acceptor, DcmTransportLayer **layer, char why[256]);
+
 /* C++ (dicom_net.cc, dicom_seg.cc): when t asks for TLS, make the layer (loading and checking the
  * key, certificate and CA files), hand it to scu (after its initNetwork()) and return it in *layer (else
  * *layer = NULL); the layer must outlive scu. 0 ok, or -VP_ERR_USAGE (a file cannot be loaded, key

@@ -4,15 +4,11 @@
 # dicom_fixtures.py identify gave it UIDs. The reference is dcm-fetch on the same files.
 load helpers
 load orthanc_helpers
+load dicom_helpers
 
 CT="$VOXPIPE_DATA/totalseg/ct_dicom"
 FIX="$SCRIPTS/dicom_fixtures.py"
 
-setup() {
-    T="${VOXPIPE_TMP:-$BATS_TMPDIR}/$(basename "$BATS_TEST_FILENAME" .bats)-$BATS_TEST_NUMBER"
-    rm -rf "$T" && mkdir -p "$T/tmp"
-    export TMPDIR="$T/tmp" # dcm-fetch's temporary directory goes here: it must be empty afterwards
-}
 teardown() { orthanc_stop; }
 
 # pacs [--empty]: Orthanc up (checking the called AE title) and loaded with $T/id (or not);
@@ -26,21 +22,6 @@ pacs() {
 ds=pydicom.dcmread(os.path.join(d, sorted(os.listdir(d))[0])); print(ds.StudyInstanceUID, ds.SeriesInstanceUID)' "$T/id")
 }
 fetch() { dcm-fetch --timeout 10 --pacs "127.0.0.1:$ORTHANC_DICOM" --aec "$ORTHANC_AET" "$@"; }
-# same A B: voxels, affines, ids and meta (except provenance) of two streams
-same() {
-    "$VOXPIPE_PY" -c '
-import sys, numpy as np; sys.path.insert(0, sys.argv[1]); import vxp
-a, b = [list(vxp.read(open(f, "rb"))) for f in sys.argv[2:4]]
-assert len(a) == len(b) == 1, (len(a), len(b))
-a, b = a[0], b[0]
-va, vb = a["vols"]["image"], b["vols"]["image"]
-ma = {k: v for k, v in a["meta"].items() if k != "provenance"}
-mb = {k: v for k, v in b["meta"].items() if k != "provenance"}
-print(a["id"] == b["id"], va.data.dtype == vb.data.dtype, va.data.shape == vb.data.shape,
-      np.array_equal(va.data, vb.data), np.array_equal(va.affine, vb.affine), ma == mb,
-      sorted(set(a["meta"]) ^ set(b["meta"])))' "$SCRIPTS" "$1" "$2"
-}
-tmp_empty() { [ -z "$(ls -A "$T/tmp")" ]; }
 
 @test "fetched from Orthanc by StudyInstanceUID = fetched from the files: voxels, affine, meta but provenance" {
     pacs
@@ -204,7 +185,7 @@ s = socket.socket(); s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(4); print("
     [ ! -e "$T/x.vxp" ]; tmp_empty
 }
 
-@test "usage: --move needs --port (and --pacs), and is plain TCP: not with --tls" {
+@test "usage: --move needs --port (and --pacs); with --tls, our own certificate" {
     assert_exit 2 dcm-fetch --keep-identifiers --pacs 127.0.0.1:104 --modality CT --move -o "$T/x.vxp"
     [[ "$output" == *"--move and --port PORT come together"* ]]
     assert_exit 2 dcm-fetch --keep-identifiers --pacs 127.0.0.1:104 --modality CT --port 11112 -o "$T/x.vxp"
@@ -212,6 +193,6 @@ s = socket.socket(); s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(4); print("
     assert_exit 2 dcm-fetch --keep-identifiers --move --port 11112 "$CT"
     [[ "$output" == *"need --pacs"* ]]
     assert_exit 2 dcm-fetch --keep-identifiers --pacs 127.0.0.1:104 --modality CT --move --port 11112 --tls --tls-no-verify
-    [[ "$output" == *"--move receives on plain TCP"* ]]
+    [[ "$output" == *"--move --tls: our storage SCP needs --tls-cert and --tls-key"* ]]
     [ ! -e "$T/x.vxp" ]
 }

@@ -6,6 +6,8 @@
 #                    Orthanc requires a client certificate signed by ca.crt
 #   ORTHANC_MODALITIES='"name": ["AET", "127.0.0.1", PORT]' before orthanc_start: C-MOVE destinations
 #   ORTHANC_TLS_ARGS  the DCMTK tool options (echoscu, storescu, findscu) that talk TLS to it
+#   ORTHANC_PLUGINS='"/path/plugin.so"' and ORTHANC_EXTRA='"Key": value,' before orthanc_start: plugins
+#                    (e.g. DICOMweb) and more configuration
 free_port() { "$VOXPIPE_PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # tls_certs: $T/tls/{ca,server,client}.{crt,key} (server and client signed by ca), and a rogue CA
@@ -41,7 +43,7 @@ orthanc_start() {
   "DicomAet": "$ORTHANC_AET", "DicomPort": $ORTHANC_DICOM, "HttpPort": $ORTHANC_HTTP,
   "RemoteAccessAllowed": false, "AuthenticationEnabled": false, "DicomCheckCalledAet": ${ORTHANC_CHECK_AET:-false},
   "DicomAlwaysAllowStore": true, "DicomAlwaysAllowFind": true, "DicomAlwaysAllowGet": true,
-  "DicomAlwaysAllowEcho": true, "DicomModalities": { ${ORTHANC_MODALITIES:-} }, "Plugins": [], "HttpServerEnabled": true, $tls
+  "DicomAlwaysAllowEcho": true, "DicomModalities": { ${ORTHANC_MODALITIES:-} }, "Plugins": [ ${ORTHANC_PLUGINS:-} ], "HttpServerEnabled": true, $tls ${ORTHANC_EXTRA:-}
   "DicomServerEnabled": true, "StableAge": 1 }
 JSON
     Orthanc "$T/orthanc/config.json" > "$T/orthanc/log" 2>&1 &
