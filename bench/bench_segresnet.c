@@ -1,6 +1,8 @@
 /* bench_segresnet - time vp_segresnet_forward on a random (1, in, n, n, n) input.
  *   usage: bench_segresnet MODEL.safetensors N THREADS RUNS  -> prints "median_s gflops"
- * The first run is a warm-up; the median of the others is printed (FLOPs = 2 x MACs). */
+ * The first run is a warm-up; the median of the others is printed (FLOPs = 2 x MACs).
+ * RUNS 0: serve, for interleaving with another program: after one warm-up forward it prints
+ * "ready", then runs one timed forward per line read on stdin and prints "seconds gflops". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -33,6 +35,24 @@ int main(int argc, char **argv)
     vp_tensor *x = vp_tensor_new5(1, vp_segresnet_config(m)->in_channels, n, n, n);
     unsigned r = 1;
     for (int64_t i = 0; i < vp_tensor_numel(x); i++) r = r * 1103515245u + 12345u, x->data[i] = (float)(r >> 8) / (1 << 24) - 0.5f;
+    const double flop = 2 * vp_segresnet_macs(m, n, n, n);
+    if (runs == 0) {
+        char line[64];
+        for (int i = -1; i < 0 || fgets(line, sizeof line, stdin); i++) {
+            vp_tensor *y = NULL;
+            double t0 = now();
+            if (vp_segresnet_forward(m, vp_nn_backend_cpu(), x, &y)) return 1;
+            double t = now() - t0;
+            vp_tensor_free(&y);
+            if (i < 0) printf("ready\n");
+            else printf("%.4f %.2f\n", t, flop / t * 1e-9);
+            fflush(stdout);
+        }
+        vp_tensor_free(&x);
+        vp_segresnet_free(&m);
+        return 0;
+    }
+    if (runs < 2) return fprintf(stderr, "bench_segresnet: RUNS must be 0 (serve) or at least 2\n"), 2;
     double *ts = calloc((size_t)runs, sizeof *ts);
     for (int i = 0; i < runs; i++) {
         vp_tensor *y = NULL;
@@ -43,7 +63,7 @@ int main(int argc, char **argv)
     }
     qsort(ts + 1, (size_t)runs - 1, sizeof *ts, cmp);
     double med = ts[1 + (runs - 1) / 2];
-    printf("%.4f %.2f\n", med, 2 * vp_segresnet_macs(m, n, n, n) / med * 1e-9);
+    printf("%.4f %.2f\n", med, flop / med * 1e-9);
     vp_tensor_free(&x);
     vp_segresnet_free(&m);
     free(ts);

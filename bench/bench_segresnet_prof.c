@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "nn_backend.h"
 #include "nn_segresnet.h"
 
 static double cpu_now(void)
@@ -89,6 +90,24 @@ static int p_add(const vp_nn_backend *be, const vp_tensor *a, const vp_tensor *b
     record("add", a, NULL, cpu_now() - t);
     return r;
 }
+static int p_gn_relu(const vp_nn_backend *be, const vp_tensor *x, int g, float eps, const vp_tensor *ga,
+                     const vp_tensor *bb, vp_tensor *y)
+{
+    double t = cpu_now();
+    int r = vp_nn_group_norm_relu(cpu, x, g, eps, ga, bb, y);
+    record("gn+relu", x, NULL, cpu_now() - t);
+    return r;
+}
+static int p_conv_add(const vp_nn_backend *be, const vp_tensor *x, const vp_tensor *w, const vp_tensor *b,
+                      const vp_conv3d_params *p, const vp_tensor *res, vp_tensor *y)
+{
+    double t = cpu_now();
+    int r = vp_nn_conv3d_add(cpu, x, w, b, p, res, y);
+    char n[32];
+    snprintf(n, sizeof n, "conv%lld+add", (long long)w->shape[2]);
+    record(n, x, w, cpu_now() - t);
+    return r;
+}
 
 int main(int argc, char **argv)
 {
@@ -105,6 +124,9 @@ int main(int argc, char **argv)
     be.name = "cpu-profiled";
     be.conv3d = p_conv, be.conv_transpose3d = p_convt, be.group_norm = p_gn, be.relu = p_relu;
     be.upsample_trilinear2x = p_up, be.add = p_add;
+    /* the fused ops as the CPU backend has them (VOXPIPE_NN_UNFUSED=1: without, as before) */
+    be.group_norm_relu = getenv("VOXPIPE_NN_UNFUSED") ? NULL : p_gn_relu;
+    be.conv3d_add = getenv("VOXPIPE_NN_UNFUSED") ? NULL : p_conv_add;
     vp_tensor *x = vp_tensor_new5(1, vp_segresnet_config(m)->in_channels, n, n, n);
     unsigned r = 1;
     for (int64_t i = 0; i < vp_tensor_numel(x); i++) r = r * 1103515245u + 12345u, x->data[i] = (float)(r >> 8) / (1 << 24) - 0.5f;

@@ -137,3 +137,17 @@ int vp_nn_check_norm(const char *op, const vp_tensor *x, int groups, const vp_te
     if (check_vec(op, "weight", gamma, x->shape[1]) || check_vec(op, "bias", beta, x->shape[1])) return -1;
     return vp_nn_check_out(op, y, x->shape);
 }
+
+int vp_nn_group_norm_relu(const vp_nn_backend *be, const vp_tensor *x, int groups, float eps, const vp_tensor *gamma,
+                          const vp_tensor *beta, vp_tensor *y)
+{
+    if (be->group_norm_relu) return be->group_norm_relu(be, x, groups, eps, gamma, beta, y);
+    return be->group_norm(be, x, groups, eps, gamma, beta, y) || be->relu(be, y, y) ? -1 : 0;
+}
+
+int vp_nn_conv3d_add(const vp_nn_backend *be, const vp_tensor *x, const vp_tensor *w, const vp_tensor *b,
+                     const vp_conv3d_params *p, const vp_tensor *r, vp_tensor *y)
+{
+    if (be->conv3d_add) return be->conv3d_add(be, x, w, b, p, r, y);
+    return be->conv3d(be, x, w, b, p, y) || be->add(be, y, r, y) ? -1 : 0;
+}

@@ -76,7 +76,26 @@ struct vp_nn_backend {
     int (*softmax_c)(const vp_nn_backend *be, const vp_tensor *x, vp_tensor *y);
     /* out[n][d][h][w] = argmax_c x[n][c][d][h][w]; out holds N*D*H*W entries */
     int (*argmax_c)(const vp_nn_backend *be, const vp_tensor *x, int32_t *out);
+
+    /* Optional fused ops: NULL when a backend does not fuse them (callers use the vp_nn_*()
+     * wrappers below, which fall back on the plain ops). Same bytes as the plain ops in sequence
+     * on the same backend; no in-place use. */
+    /* y = relu(group_norm(x)) */
+    int (*group_norm_relu)(const vp_nn_backend *be, const vp_tensor *x, int groups, float eps,
+                           const vp_tensor *gamma, const vp_tensor *beta, vp_tensor *y);
+    /* y = conv3d(x, w, b) + r; r has y's shape and is neither x nor y */
+    int (*conv3d_add)(const vp_nn_backend *be, const vp_tensor *x, const vp_tensor *w, const vp_tensor *b,
+                      const vp_conv3d_params *p, const vp_tensor *r, vp_tensor *y);
 };
+
+/* y = relu(group_norm(x)): the backend's fused op when it has one, else group_norm then relu in
+ * place on y. */
+int vp_nn_group_norm_relu(const vp_nn_backend *be, const vp_tensor *x, int groups, float eps, const vp_tensor *gamma,
+                          const vp_tensor *beta, vp_tensor *y);
+/* y = conv3d(x, w, b) + r (a residual connection): the backend's fused op when it has one, else
+ * conv3d then add in place on y. r has y's shape; x, r and y are distinct. */
+int vp_nn_conv3d_add(const vp_nn_backend *be, const vp_tensor *x, const vp_tensor *w, const vp_tensor *b,
+                     const vp_conv3d_params *p, const vp_tensor *r, vp_tensor *y);
 
 /* The reference backend: plain loops, one thread, f64 accumulation; the specification. */
 const vp_nn_backend *vp_nn_backend_ref(void);
@@ -114,5 +133,10 @@ int vp_nn_ref_add(const vp_tensor *a, const vp_tensor *b, vp_tensor *y);
 int vp_nn_ref_concat(const vp_tensor *const *xs, int n, vp_tensor *y);
 int vp_nn_ref_softmax_c(const vp_tensor *x, vp_tensor *y);
 int vp_nn_ref_argmax_c(const vp_tensor *x, int32_t *out);
+/* The fused ops' specification: the two reference ops in sequence. */
+int vp_nn_ref_group_norm_relu(const vp_tensor *x, int groups, float eps, const vp_tensor *gamma, const vp_tensor *beta,
+                              vp_tensor *y);
+int vp_nn_ref_conv3d_add(const vp_tensor *x, const vp_tensor *w, const vp_tensor *b, const vp_conv3d_params *p,
+                         const vp_tensor *r, vp_tensor *y);
 
 #endif

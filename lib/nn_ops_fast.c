@@ -3,8 +3,10 @@
  *
  * conv3d goes to the flat-plane kernel (nn_ops_fast_conv.c) whenever it applies (strides 1, or 2
  * along w: all of SegResNet's and the usual nnU-Net ones); the row kernel here takes the rest
- * (e.g. stride 2 along h but 1 along w). Transposed convolution: nn_ops_fast_convt.c. Norms, activations,
- * add, upsampling, softmax/argmax: nn_ops_fast_elem.c. Concat: the reference.
+ * (e.g. stride 2 along h but 1 along w). The fused ops: conv3d_add (the residual added in the
+ * flat kernel's tile stores) and group_norm_relu (nn_ops_fast_elem.c). Transposed convolution:
+ * nn_ops_fast_convt.c. Norms, activations, add, upsampling, softmax/argmax: nn_ops_fast_elem.c.
+ * Concat: the reference. Vector types and loads: nn_simd.h; variant per instruction set: nn_isa.h.
  *
  * Row kernel: direct convolution, no im2col. The input is copied once into a zero-padded buffer
  * (N, Ci, D+2pd, H+2ph, W+2pw) so the inner loops have no bounds tests; the weights are repacked
@@ -16,28 +18,21 @@
  * Each output element is summed by one thread in a fixed order, so the bytes do not depend on
  * the thread count (they may differ from the reference's f64 sums in the last bits).
  */
+#include "heap.h"
 #include "nn_isa.h"
 #include "nn_backend.h"
 #include "nn_ops_fast_conv.h"
 #include "nn_ops_fast_elem.h"
+#include "nn_simd.h"
 #include "parallel.h"
 #include "util.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 
 #define COB_MAX 8 /* output channels per block: 8 with AVX-512 (32 registers), 4 otherwise */
 #define VL 8  /* floats per vector (16 in the AVX-512 variant's main tiles) */
 #define XV 3  /* vectors per row tile in the main loop (24 outputs along x; 48 with AVX-512) */
-
-typedef float v8 __attribute__((vector_size(8 * sizeof(float))));
-typedef float v16 __attribute__((vector_size(16 * sizeof(float))));
-typedef int v8i __attribute__((vector_size(8 * sizeof(int))));
-typedef int v16i __attribute__((vector_size(16 * sizeof(int))));
 
 struct conv_job {
     const float *xp;   /* padded input (N, Ci, Dp, Hp, Wp) */
@@ -48,33 +43,6 @@ struct conv_job {
     int64_t N, Ci, Co, nb, Dp, Hp, Wp, Do, Ho, Wo, KD, KH, KW;
     int sd, sh, sw;
 };
-
-/* *v = p[0], p[sw], ... (by pointer: a vector return value would change the ABI). Stride 2 (the
- * encoders' downsampling convs) reads two contiguous vectors and keeps the even lanes. */
-static inline __attribute__((always_inline)) void load8(v8 *v, const float *p, int sw)
-{
-    if (sw == 1) {
-        memcpy(v, p, sizeof *v); /* one unaligned vector load */
-    } else if (sw == 2) {
-        v8 lo, hi;
-        memcpy(&lo, p, sizeof lo), memcpy(&hi, p + 8, sizeof hi);
-        *v = __builtin_shuffle(lo, hi, (v8i){0, 2, 4, 6, 8, 10, 12, 14});
-    } else {
-        for (int l = 0; l < 8; l++) (*v)[l] = p[l * sw];
-    }
-}
-static inline __attribute__((always_inline)) void load16(v16 *v, const float *p, int sw)
-{
-    if (sw == 1) {
-        memcpy(v, p, sizeof *v);
-    } else if (sw == 2) {
-        v16 lo, hi;
-        memcpy(&lo, p, sizeof lo), memcpy(&hi, p + 16, sizeof hi);
-        *v = __builtin_shuffle(lo, hi, (v16i){0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30});
-    } else {
-        for (int l = 0; l < 16; l++) (*v)[l] = p[l * sw];
-    }
-}
 
 /* Outputs y[co0 .. co0+COB)[od][oh][ox .. ox + xv*VLEN) from the padded input rows starting at
  * xrow (the row of input (ci=0, od*sd, oh*sh) at column ox*sw). xv is a compile-time constant
@@ -150,72 +118,11 @@ static inline __attribute__((always_inline)) void conv_item(const struct conv_jo
     }
 }
 
-/* The kernel compiled per instruction set; the variant is picked once per call by pick_isa(). */
-#ifdef HAVE_X86_PATHS
-__attribute__((target("avx512f,avx512vl,fma"), optimize("fp-contract=fast")))
-static void conv_range_avx512(void *ctx, uint64_t begin, uint64_t end, int worker)
-{
-    for (uint64_t i = begin; i < end; i++) conv_item(ctx, (int64_t)i, 8, 1);
-}
-__attribute__((target("avx2,fma"), optimize("fp-contract=fast")))
-static void conv_range_avx2(void *ctx, uint64_t begin, uint64_t end, int worker)
-{
-    for (uint64_t i = begin; i < end; i++) conv_item(ctx, (int64_t)i, 4, 0);
-}
-#endif
-
-static void conv_range_base(void *ctx, uint64_t begin, uint64_t end, int worker)
-{
-    for (uint64_t i = begin; i < end; i++) conv_item(ctx, (int64_t)i, 4, 0);
-}
-
-/* The kernel for this processor and its output-channel block; VOXPIPE_NN_ISA=base|avx2|avx512
- * caps the choice (tests run every variant against the reference). */
-static vp_range_fn pick_isa(int *cob)
-{
-    *cob = 4;
-#ifdef HAVE_X86_PATHS
-    int isa = vp_nn_isa_level();
-    if (isa == VP_ISA_AVX512) {
-        *cob = 8;
-        return conv_range_avx512;
-    }
-    if (isa == VP_ISA_AVX2) return conv_range_avx2;
-#endif
-    return conv_range_base;
-}
-
-struct pad_job {
-    const float *x;
-    float *xp;
-    int64_t D, H, W, Dp, Hp, Wp, pd, ph, pw;
-};
-
-/* Item = one padded (n, c, dp) plane: zeros around, the input plane inside. */
-static void pad_range(void *ctx, uint64_t begin, uint64_t end, int worker)
-{
-    const struct pad_job *p = ctx;
-    for (uint64_t i = begin; i < end; i++) {
-        int64_t dp = (int64_t)i % p->Dp, nc = (int64_t)i / p->Dp, d = dp - p->pd;
-        float *dst = p->xp + (int64_t)i * p->Hp * p->Wp;
-        if (d < 0 || d >= p->D) {
-            memset(dst, 0, (size_t)(p->Hp * p->Wp) * sizeof *dst);
-            continue;
-        }
-        const float *src = p->x + (nc * p->D + d) * p->H * p->W;
-        for (int64_t hp = 0; hp < p->Hp; hp++) {
-            float *row = dst + hp * p->Wp;
-            int64_t h = hp - p->ph;
-            if (h < 0 || h >= p->H) {
-                memset(row, 0, (size_t)p->Wp * sizeof *row);
-                continue;
-            }
-            memset(row, 0, (size_t)p->pw * sizeof *row);
-            memcpy(row + p->pw, src + h * p->W, (size_t)p->W * sizeof *row);
-            memset(row + p->pw + p->W, 0, (size_t)(p->Wp - p->pw - p->W) * sizeof *row);
-        }
-    }
-}
+/* The kernel compiled per instruction set (AVX-512: 8 output channels per block and 16-wide
+ * tiles; the others 4 and 8-wide); VOXPIPE_NN_ISA=base|avx2|avx512 caps the choice (tests run
+ * every variant against the reference). */
+VP_NN_ISA_RANGES(conv_range, conv_item(ctx, (int64_t)i, 8, 1), conv_item(ctx, (int64_t)i, 4, 0),
+                 conv_item(ctx, (int64_t)i, 4, 0))
 
 static int fast_conv3d(const vp_tensor *x, const vp_tensor *w, const vp_tensor *b, const vp_conv3d_params *p, vp_tensor *y)
 {
@@ -228,9 +135,10 @@ static int fast_conv3d(const vp_tensor *x, const vp_tensor *w, const vp_tensor *
         .bias = b ? b->data : NULL, .y = y->data,
     };
     if (vp_tensor_numel(y) == 0) return 0;
-    if (vp_nn_flat_conv_applies(w, p)) return vp_nn_flat_conv3d(x, w, b, p, y);
-    vp_range_fn kernel = pick_isa(&j.cob);
-    const int cob = j.cob;
+    if (vp_nn_flat_conv_applies(w, p)) return vp_nn_flat_conv3d(x, w, b, p, NULL, y);
+    int isa;
+    vp_range_fn kernel = conv_range_pick(&isa);
+    const int cob = j.cob = isa == VP_ISA_AVX512 ? 8 : 4;
     j.nb = (j.Co + cob - 1) / cob;
     j.Dp = x->shape[2] + 2 * p->pad[0];
     j.Hp = x->shape[3] + 2 * p->pad[1];
@@ -239,12 +147,7 @@ static int fast_conv3d(const vp_tensor *x, const vp_tensor *w, const vp_tensor *
     float *xp = NULL;
     /* stride-2 loads read one vector past the last column they use: a padded copy with slack */
     if (p->pad[0] || p->pad[1] || p->pad[2] || j.sw == 2) {
-        xp = vp_malloc((size_t)(j.N * j.Ci * j.Dp * j.Hp * j.Wp + 32) * sizeof *xp);
-        memset(xp + j.N * j.Ci * j.Dp * j.Hp * j.Wp, 0, 32 * sizeof *xp);
-        struct pad_job pj = {x->data, xp, x->shape[2], x->shape[3], x->shape[4], j.Dp, j.Hp, j.Wp,
-                             p->pad[0], p->pad[1], p->pad[2]};
-        vp_parallel_for((uint64_t)(j.N * j.Ci * j.Dp), 0, pad_range, &pj);
-        j.xp = xp;
+        j.xp = xp = vp_nn_pad_copy(x, p->pad, 0);
     } else {
         j.xp = x->data;
     }
@@ -286,31 +189,36 @@ static int cpu_add(const vp_nn_backend *be, const vp_tensor *a, const vp_tensor 
 static int cpu_cat(const vp_nn_backend *be, const vp_tensor *const *xs, int n, vp_tensor *y) { return vp_nn_ref_concat(xs, n, y); }
 static int cpu_smax(const vp_nn_backend *be, const vp_tensor *x, vp_tensor *y) { return vp_nn_fast_softmax_c(x, y); }
 static int cpu_amax(const vp_nn_backend *be, const vp_tensor *x, int32_t *o) { return vp_nn_fast_argmax_c(x, o); }
+static int cpu_gn_relu(const vp_nn_backend *be, const vp_tensor *x, int groups, float eps, const vp_tensor *g,
+                       const vp_tensor *b, vp_tensor *y) { return vp_nn_fast_group_norm_relu(x, groups, eps, g, b, y); }
+
+/* conv3d + residual: in the flat kernel's epilogue where it applies, conv3d then add elsewhere. */
+static int cpu_conv_add(const vp_nn_backend *be, const vp_tensor *x, const vp_tensor *w, const vp_tensor *b,
+                        const vp_conv3d_params *p, const vp_tensor *r, vp_tensor *y)
+{
+    int64_t os[5];
+    if (vp_nn_conv3d_shape(x, w, b, p, os) || vp_nn_check_out("conv3d_add", y, os)) return -1;
+    if (vp_nn_check_act("conv3d_add", "residual", r)) return -1;
+    if (!vp_tensor_same_shape(r, y)) {
+        char s[96], t[96];
+        return vp_error("conv3d_add: residual %s does not match the output %s", vp_tensor_shape_str(r, s, sizeof s),
+                        vp_tensor_shape_str(y, t, sizeof t));
+    }
+    if (r->data == y->data || x->data == y->data) return vp_error("conv3d_add: the output must not be an input");
+    if (vp_tensor_numel(y) && vp_nn_flat_conv_applies(w, p)) return vp_nn_flat_conv3d(x, w, b, p, r, y);
+    return fast_conv3d(x, w, b, p, y) || vp_nn_fast_add(y, r, y) ? -1 : 0;
+}
 
 static const vp_nn_backend cpu_backend = {
     .name = "cpu", .supports_op = cpu_supports,
     .conv3d = cpu_conv3d, .conv_transpose3d = cpu_convt, .group_norm = cpu_gn, .instance_norm = cpu_in,
     .relu = cpu_relu, .leaky_relu = cpu_lrelu, .upsample_trilinear2x = cpu_up, .add = cpu_add,
     .concat = cpu_cat, .softmax_c = cpu_smax, .argmax_c = cpu_amax,
+    .group_norm_relu = cpu_gn_relu, .conv3d_add = cpu_conv_add,
 };
-
-/* Activations are tens of MiB each and are allocated and freed once per layer. glibc serves
- * blocks above its mmap threshold (at most 32 MiB) with a fresh mmap each time, so every layer
- * would page-fault its output in again (about a seventh of a SegResNet forward pass went to the
- * kernel zeroing pages). Raising the mmap and trim thresholds keeps freed blocks in the heap for
- * the next layer: the peak memory is the same, the faults are gone. Done once, on first use of
- * the backend; it affects the whole process (blocks of 1 GiB and more are still mmapped). */
-static void keep_heap(void)
-{
-#ifdef __GLIBC__
-    mallopt(M_MMAP_THRESHOLD, 1 << 30);
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
-#endif
-}
 
 const vp_nn_backend *vp_nn_backend_cpu(void)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, keep_heap);
+    vp_heap_keep_freed(); /* activations allocated and freed once per layer: see heap.h */
     return &cpu_backend;
 }

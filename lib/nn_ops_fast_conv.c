@@ -15,9 +15,16 @@
  * baseline: 4 x 3 x 8) and sweeps ci and the taps: per tap NV input loads and COB x NV fused
  * multiply-adds. Tails use one-vector tiles (stored partially); only the in-place 1x1x1 case, which
  * has no slack to read into, finishes with scalar points.
+ *
+ * Order of the work items: for 3x3x3 stride-1 convs one block's items run back to back (its
+ * packed weights stay in cache); for 1x1x1 and strided convs, which do few multiply-adds per
+ * input float, the blocks of one chunk run back to back instead (its input is read once).
+ * A residual (conv3d_add) is added in the store of each tile: the bytes of conv3d then add, one
+ * pass over the output fewer. The weights are packed in parallel, one block per item.
  */
 #include "nn_isa.h"
 #include "nn_ops_fast_conv.h"
+#include "nn_simd.h"
 #include "parallel.h"
 #include "util.h"
 
@@ -27,12 +34,7 @@
 #define NVMAX 3       /* vectors per main tile */
 #define TILE_MAX 48   /* floats per channel of the widest tile (3 x 16) */
 #define CHUNK 1536    /* flat positions per work item (stride 1): a multiple of 48 and of 24 */
-#define SLACK 256     /* zero floats after the padded input, for tail tiles and stride-2 loads */
 
-typedef float v8 __attribute__((vector_size(8 * sizeof(float))));
-typedef float v16 __attribute__((vector_size(16 * sizeof(float))));
-typedef float v8u __attribute__((vector_size(8 * sizeof(float)), aligned(4)));   /* unaligned loads */
-typedef float v16u __attribute__((vector_size(16 * sizeof(float)), aligned(4)));
 typedef float v4 __attribute__((vector_size(4 * sizeof(float))));
 typedef float v4u __attribute__((vector_size(4 * sizeof(float)), aligned(4)));
 typedef int v4i __attribute__((vector_size(4 * sizeof(int))));
@@ -42,10 +44,12 @@ struct fjob {
     const float *wp;    /* packed weights (nb, Ci, T, cob) */
     const float *bias;  /* (Co) or NULL */
     float *y;           /* (N, Co, Do, Ho, Wo) */
+    const float *res;   /* residual added to y (same layout), or NULL */
     const int64_t *off; /* T tap offsets into the input: kd * ps + kh * Wr + kw */
     int cob, T, s;      /* block width, taps, stride along w (1 or 2) */
     int exact;          /* 1: no slack after the input (tails must not read past a run) */
     int rows;           /* 1: one run per output row (stride 2, or rows a whole number of tiles wide) */
+    int bfast;          /* 1: consecutive work items take the blocks of one chunk (input read once) */
     int64_t Ci, Co, nb, Do, Ho, Wo;
     int64_t Wq;         /* output positions per row in the flat numbering: Wr (stride 1), Wo (stride 2) */
     int64_t len;        /* flat positions per plane: (Ho - 1) Wq + Wo */
@@ -58,17 +62,13 @@ struct fjob {
 static inline __attribute__((always_inline)) void ld8(v8 *v, const float *p) { *v = (v8)*(const v8u *)p; }
 static inline __attribute__((always_inline)) void ld16(v16 *v, const float *p) { *v = (v16)*(const v16u *)p; }
 
-/* f in every lane: a plain broadcast (`(VT){0} + f` would add 0 first, to keep -0.0 as +0.0) */
-#define bc8(f) ((v8){(f), (f), (f), (f), (f), (f), (f), (f)})
-#define bc16(f) ((v16){(f), (f), (f), (f), (f), (f), (f), (f), (f), (f), (f), (f), (f), (f), (f), (f)})
-
 /* dst[c * ds + i] (c < nco, i < nv * VL) = bias + sum over ci, taps of w * x at positions in + i;
  * dst is the output itself (ds: its channel stride) or the staging tile (ds = TILE_MAX). cob and
  * nv are compile-time constants after inlining, so acc stays in registers. */
 #define DEFINE_TILE(NAME, VT, VL, LD, BCAST)                                                                          \
     static inline __attribute__((always_inline)) void NAME(const struct fjob *j, const float *in, const float *wb, \
                                                            const float *bias, int nco, float *dst, int64_t ds,     \
-                                                           const int cob, const int nv)                            \
+                                                           const float *rdst, const int cob, const int nv)         \
     {                                                                                                          \
         VT acc[8][NVMAX] = {{{0}}};                                                                                    \
         _Pragma("GCC unroll 8") for (int c = 0; c < cob; c++) {                                                \
@@ -90,6 +90,14 @@ static inline __attribute__((always_inline)) void ld16(v16 *v, const float *p) {
                 }                                                                                              \
             }                                                                                                  \
         }                                                                                                      \
+        if (rdst) /* the residual, added as the add op would: (conv result) + r */                             \
+            _Pragma("GCC unroll 8") for (int c = 0; c < cob; c++)                                              \
+                if (c < nco)                                                                                   \
+                    _Pragma("GCC unroll 3") for (int v = 0; v < nv; v++) {                                     \
+                        VT r;                                                                                  \
+                        LD(&r, rdst + c * ds + v * VL);                                                        \
+                        acc[c][v] += r;                                                                        \
+                    }                                                                                          \
         _Pragma("GCC unroll 8") for (int c = 0; c < cob; c++)                                                  \
             if (c < nco)                                                                                       \
                 _Pragma("GCC unroll 3") for (int v = 0; v < nv; v++) memcpy(dst + c * ds + v * VL, &acc[c][v], sizeof(VT)); \
@@ -110,7 +118,7 @@ static void point(const struct fjob *j, const float *in, const float *wb, const 
 }
 
 /* Copy the n positions of a tile starting at flat position o into the output plane yb of the
- * block (nco channels), dropping the positions past each row's Wo. */
+ * block (nco channels), dropping the positions past each row's Wo; adds the residual if any. */
 static void store(const struct fjob *j, float *yb, int64_t o, int n, int nco, const float *out)
 {
     const int64_t ys = j->Do * j->Ho * j->Wo;
@@ -119,7 +127,16 @@ static void store(const struct fjob *j, float *yb, int64_t o, int n, int nco, co
         const int m = (int)(n - done < j->Wq - ox ? n - done : j->Wq - ox);
         if (ox < j->Wo) {
             const size_t valid = (size_t)(m < j->Wo - ox ? m : j->Wo - ox);
-            for (int c = 0; c < nco; c++) memcpy(yb + c * ys + row * j->Wo + ox, out + c * TILE_MAX + done, valid * sizeof *out);
+            for (int c = 0; c < nco; c++) {
+                float *d = yb + c * ys + row * j->Wo + ox;
+                const float *s = out + c * TILE_MAX + done;
+                if (!j->res) {
+                    memcpy(d, s, valid * sizeof *out);
+                    continue;
+                }
+                const float *r = j->res + (d - j->y);
+                for (size_t i = 0; i < valid; i++) d[i] = s[i] + r[i];
+            }
         }
         done += m;
     }
@@ -129,8 +146,14 @@ static void store(const struct fjob *j, float *yb, int64_t o, int n, int nco, co
 #define DEFINE_ITEM(NAME, TILE, VL)                                                                            \
     static inline __attribute__((always_inline)) void NAME(const struct fjob *j, int64_t item, const int cob) \
     {                                                                                                          \
-        const int64_t ch = item % j->nchunk, od = (item / j->nchunk) % j->Do, nbk = item / (j->nchunk * j->Do); \
-        const int64_t b = nbk % j->nb, n = nbk / j->nb, co0 = b * cob;                                         \
+        int64_t ch, od, b, n;                                                                                  \
+        if (j->bfast) /* (n, od, chunk, block) */                                                              \
+            b = item % j->nb, ch = (item / j->nb) % j->nchunk, od = (item / (j->nb * j->nchunk)) % j->Do,      \
+            n = item / (j->nb * j->nchunk * j->Do);                                                            \
+        else /* (n, block, od, chunk) */                                                                       \
+            ch = item % j->nchunk, od = (item / j->nchunk) % j->Do, b = (item / (j->nchunk * j->Do)) % j->nb,  \
+            n = item / (j->nchunk * j->Do * j->nb);                                                            \
+        const int64_t co0 = b * cob;                                                                           \
         const int nco = (int)(j->Co - co0 < cob ? j->Co - co0 : cob);                                          \
         const float *wb = j->wp + b * j->Ci * j->T * cob;                                                      \
         const float *bias = j->bias ? j->bias + co0 : NULL;                                                    \
@@ -145,15 +168,16 @@ static void store(const struct fjob *j, float *yb, int64_t o, int n, int nco, co
             in += ch * j->sh * j->Wr;                                                                          \
         }                                                                                                      \
         const int64_t ys = j->Do * j->Ho * j->Wo;                                                              \
+        const float *rb = j->res ? j->res + (yb - j->y) : NULL; /* the residual's plane */                     \
         float out[8 * TILE_MAX] __attribute__((aligned(64)));                                                  \
         int64_t o = o0;                                                                                        \
         for (; o + NVMAX * VL <= o1; o += NVMAX * VL) {                                                        \
             const int64_t oh = o / j->Wq, ox = o % j->Wq;                                                      \
             if (ox + NVMAX * VL <= j->Wo) { /* within one row's valid columns: straight to y */                \
-                TILE(j, in + (o - o0), wb, bias, nco, yb + oh * j->Wo + ox, ys, cob, NVMAX);                   \
+                TILE(j, in + (o - o0), wb, bias, nco, yb + oh * j->Wo + ox, ys, rb ? rb + oh * j->Wo + ox : NULL, cob, NVMAX); \
                 continue;                                                                                      \
             }                                                                                                  \
-            TILE(j, in + (o - o0), wb, bias, nco, out, TILE_MAX, cob, NVMAX);                                  \
+            TILE(j, in + (o - o0), wb, bias, nco, out, TILE_MAX, NULL, cob, NVMAX);                            \
             store(j, yb, o, NVMAX * VL, nco, out);                                                             \
         }                                                                                                      \
         for (; o < o1; o += VL) {                                                                              \
@@ -162,45 +186,15 @@ static void store(const struct fjob *j, float *yb, int64_t o, int n, int nco, co
                 for (; o < o1; o++) point(j, in + (o - o0), wb, bias, nco, out, cob), store(j, yb, o, 1, nco, out); \
                 break;                                                                                         \
             }                                                                                                  \
-            TILE(j, in + (o - o0), wb, bias, nco, out, TILE_MAX, cob, 1);                                      \
+            TILE(j, in + (o - o0), wb, bias, nco, out, TILE_MAX, NULL, cob, 1);                                \
             store(j, yb, o, m, nco, out);                                                                      \
         }                                                                                                      \
     }
 DEFINE_ITEM(item8, tile8, 8)
 DEFINE_ITEM(item16, tile16, 16)
 
-#ifdef HAVE_X86_PATHS
-__attribute__((target("avx512f,avx512vl,fma"), optimize("fp-contract=fast")))
-static void range_avx512(void *ctx, uint64_t begin, uint64_t end, int worker)
-{
-    for (uint64_t i = begin; i < end; i++) item16(ctx, (int64_t)i, 8);
-}
-__attribute__((target("avx2,fma"), optimize("fp-contract=fast")))
-static void range_avx2(void *ctx, uint64_t begin, uint64_t end, int worker)
-{
-    for (uint64_t i = begin; i < end; i++) item8(ctx, (int64_t)i, 4);
-}
-#endif
-
-static void range_base(void *ctx, uint64_t begin, uint64_t end, int worker)
-{
-    for (uint64_t i = begin; i < end; i++) item8(ctx, (int64_t)i, 4);
-}
-
-/* The kernel for this processor and its output-channel block (VOXPIPE_NN_ISA caps the choice). */
-static vp_range_fn pick_isa(int *cob)
-{
-    *cob = 4;
-#ifdef HAVE_X86_PATHS
-    int isa = vp_nn_isa_level();
-    if (isa == VP_ISA_AVX512) {
-        *cob = 8;
-        return range_avx512;
-    }
-    if (isa == VP_ISA_AVX2) return range_avx2;
-#endif
-    return range_base;
-}
+/* The work-item loop per instruction set: AVX-512 takes 8 output channels per block, the others 4. */
+VP_NN_ISA_RANGES(flat_range, item16(ctx, (int64_t)i, 8), item8(ctx, (int64_t)i, 4), item8(ctx, (int64_t)i, 4))
 
 int vp_nn_flat_conv_applies(const vp_tensor *w, const vp_conv3d_params *p)
 {
@@ -211,7 +205,7 @@ struct pad_job {
     const float *x;
     float *xp;
     int64_t D, H, W, Dp, Hp, Wr, pd, ph, pw;
-    int split; /* stride 2 along w: each padded row stored as its even columns, then its odd ones */
+    int split; /* each padded row stored as its even columns, then its odd ones */
 };
 
 /* Item = one padded (n, c, dp) plane: zeros around, the input plane inside. */
@@ -258,18 +252,52 @@ static void pad_range(void *ctx, uint64_t begin, uint64_t end, int worker)
     }
 }
 
-int vp_nn_flat_conv3d(const vp_tensor *x, const vp_tensor *w, const vp_tensor *b, const vp_conv3d_params *p, vp_tensor *y)
+struct pack_job {
+    const float *w; /* (Co, Ci, T) */
+    float *wp;      /* (nb, Ci, T, cob) */
+    int64_t Co, Ci, T;
+    int cob;
+};
+
+/* Item = one block of cob output channels: wp[b][ci][t][c] = w[b*cob + c][ci][t], zero past Co;
+ * written in order. */
+static void pack_range(void *ctx, uint64_t begin, uint64_t end, int worker)
+{
+    const struct pack_job *p = ctx;
+    const int64_t CT = p->Ci * p->T;
+    for (uint64_t b = begin; b < end; b++) {
+        float *dst = p->wp + (int64_t)b * CT * p->cob;
+        const int64_t co0 = (int64_t)b * p->cob;
+        for (int64_t k = 0; k < CT; k++)
+            for (int c = 0; c < p->cob; c++) *dst++ = co0 + c < p->Co ? p->w[(co0 + c) * CT + k] : 0.0f;
+    }
+}
+
+float *vp_nn_pad_copy(const vp_tensor *x, const int pad[3], int split)
+{
+    const int64_t N = x->shape[0], C = x->shape[1], D = x->shape[2], H = x->shape[3], W = x->shape[4];
+    const int64_t Dp = D + 2 * pad[0], Hp = H + 2 * pad[1], Wr = W + 2 * pad[2], total = N * C * Dp * Hp * Wr;
+    float *xp = vp_malloc((size_t)(total + VP_NN_PAD_SLACK) * sizeof *xp);
+    memset(xp + total, 0, VP_NN_PAD_SLACK * sizeof *xp);
+    struct pad_job pj = {x->data, xp, D, H, W, Dp, Hp, Wr, pad[0], pad[1], pad[2], split};
+    vp_parallel_for((uint64_t)(N * C * Dp), 0, pad_range, &pj);
+    return xp;
+}
+
+int vp_nn_flat_conv3d(const vp_tensor *x, const vp_tensor *w, const vp_tensor *b, const vp_conv3d_params *p,
+                      const vp_tensor *r, vp_tensor *y)
 {
     const int64_t N = x->shape[0], D = x->shape[2], H = x->shape[3], W = x->shape[4];
     const int64_t KD = w->shape[2], KH = w->shape[3], KW = w->shape[4];
     struct fjob j = {
-        .bias = b ? b->data : NULL, .y = y->data, .s = p->stride[2],
+        .bias = b ? b->data : NULL, .y = y->data, .res = r ? r->data : NULL, .s = p->stride[2],
         .Ci = x->shape[1], .Co = y->shape[1], .Do = y->shape[2], .Ho = y->shape[3], .Wo = y->shape[4],
         .sd = p->stride[0], .sh = p->stride[1], .T = (int)(KD * KH * KW),
     };
     if (vp_tensor_numel(y) == 0) return 0;
-    vp_range_fn kernel = pick_isa(&j.cob);
-    const int cob = j.cob;
+    int isa;
+    vp_range_fn kernel = flat_range_pick(&isa);
+    const int cob = j.cob = isa == VP_ISA_AVX512 ? 8 : 4;
     j.nb = (j.Co + cob - 1) / cob;
     const int nopad = !p->pad[0] && !p->pad[1] && !p->pad[2];
     float *xp = NULL;
@@ -283,12 +311,7 @@ int vp_nn_flat_conv3d(const vp_tensor *x, const vp_tensor *w, const vp_tensor *b
     } else {
         const int64_t Dp = D + 2 * p->pad[0], Hp = H + 2 * p->pad[1];
         j.Wr = W + 2 * p->pad[2], j.ps = Hp * j.Wr, j.cs = Dp * j.ps;
-        const int64_t total = N * j.Ci * j.cs;
-        xp = vp_malloc((size_t)(total + SLACK) * sizeof *xp);
-        memset(xp + total, 0, SLACK * sizeof *xp);
-        struct pad_job pj = {x->data, xp, D, H, W, Dp, Hp, j.Wr, p->pad[0], p->pad[1], p->pad[2], j.s == 2};
-        vp_parallel_for((uint64_t)(N * j.Ci * Dp), 0, pad_range, &pj);
-        j.xp = xp;
+        j.xp = xp = vp_nn_pad_copy(x, p->pad, j.s == 2);
         for (int64_t kd = 0, t = 0; kd < KD; kd++)
             for (int64_t kh = 0; kh < KH; kh++)
                 for (int64_t kw = 0; kw < KW; kw++) /* stride 2: column 2 ox + kw is in the even or odd half */
@@ -309,13 +332,14 @@ int vp_nn_flat_conv3d(const vp_tensor *x, const vp_tensor *w, const vp_tensor *b
         j.nchunk = j.Ho;
     }
 
-    /* wp[b][ci][t][c] = w[b*cob + c][ci][t], zero past Co */
-    const int64_t T = j.T;
-    float *wp = vp_calloc((size_t)(j.nb * j.Ci * T * cob), sizeof *wp);
-    for (int64_t co = 0; co < j.Co; co++)
-        for (int64_t ci = 0; ci < j.Ci; ci++)
-            for (int64_t t = 0; t < T; t++)
-                wp[(((co / cob) * j.Ci + ci) * T + t) * cob + co % cob] = w->data[(co * j.Ci + ci) * T + t];
+    /* 1x1x1 and strided convolutions do few multiply-adds per input float, so the input is the
+     * traffic: the blocks of one chunk run back to back and its input is read from memory once,
+     * not once per block (the encoders' stride-2 convs ran 1.3-1.8x faster this way; stride-1
+     * 3x3x3 convs gained nothing and keep one block's weights in cache instead) */
+    j.bfast = j.T == 1 || j.s == 2 || j.sh > 1 || j.sd > 1;
+
+    float *wp = vp_malloc((size_t)(j.nb * j.Ci * j.T * cob) * sizeof *wp);
+    vp_parallel_for((uint64_t)j.nb, 1, pack_range, &(struct pack_job){w->data, wp, j.Co, j.Ci, j.T, cob});
     j.wp = wp;
 
     vp_parallel_for((uint64_t)(N * j.nb * j.Do * j.nchunk), 1, kernel, &j);

@@ -22,11 +22,21 @@
  * stride along d), any kernel size and zero padding. Shapes are not checked here. */
 int vp_nn_flat_conv_applies(const vp_tensor *w, const vp_conv3d_params *p);
 
-/* y = conv3d(x, w, b) with the flat kernel; the caller has checked the shapes (y is the output
- * shape of vp_nn_conv3d_shape) and that vp_nn_flat_conv_applies(). Picks the widest instruction
- * set the processor has (VOXPIPE_NN_ISA=base|avx2|avx512 caps it). Returns 0. */
+/* y = conv3d(x, w, b) (+ r when r is not NULL: the residual is added as each output tile is
+ * stored, the bytes of conv3d then add) with the flat kernel; the caller has checked the shapes
+ * (y and r have the output shape of vp_nn_conv3d_shape; r is neither x nor y) and that
+ * vp_nn_flat_conv_applies(). Picks the widest instruction set the processor has
+ * (VOXPIPE_NN_ISA=base|avx2|avx512 caps it). Returns 0. */
 int vp_nn_flat_conv3d(const vp_tensor *x, const vp_tensor *w, const vp_tensor *b, const vp_conv3d_params *p,
-                      vp_tensor *y);
+                      const vp_tensor *r, vp_tensor *y);
+
+/* Zero floats after the buffer of vp_nn_pad_copy(), for tail tiles and stride-2 loads. */
+#define VP_NN_PAD_SLACK 256
+
+/* A new zero-padded copy (N, C, D + 2 pad[0], H + 2 pad[1], W + 2 pad[2]) of x followed by
+ * VP_NN_PAD_SLACK zero floats, filled in parallel; split: each padded row stored as its even
+ * columns, then its odd ones (the flat kernel's stride-2 layout). The caller frees it. */
+float *vp_nn_pad_copy(const vp_tensor *x, const int pad[3], int split);
 
 /* y = conv_transpose3d(x, w, b) (nn_ops_fast_convt.c): multi-threaded when kernel == stride and
  * there is no padding or output_padding (every output voxel takes one tap), the reference

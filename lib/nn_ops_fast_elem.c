@@ -30,6 +30,7 @@ struct gn_job {
     double *mean, *rstd;     /* per (n, group) */
     int64_t groups;
     int pass;                /* 0 block statistics, 1 normalise */
+    int relu;                /* 1: relu fused into the normalising pass */
 };
 
 /* Sum of p[0..n) in f64 (eight lanes, combined in a fixed tree), then the sum of squared
@@ -57,11 +58,24 @@ static void block_stats(const float *p, int64_t n, double *sum, double *m2)
     *sum = s, *m2 = q;
 }
 
-/* y[0..n) = (x - mean) * scale + shift in f32, four at a time. */
-static void normalise(const float *x, float *y, int64_t n, float mean, float scale, float shift)
+/* y[0..n) = (x - mean) * scale + shift in f32, four at a time; then relu (the relu op's
+ * comparison: NaN and -0.0 pass) when asked. */
+static void normalise(const float *x, float *y, int64_t n, float mean, float scale, float shift, int relu)
 {
     const v4f mv = {mean, mean, mean, mean}, sc = {scale, scale, scale, scale}, sh = {shift, shift, shift, shift};
+    const v4f zero = {0};
     int64_t i = 0;
+    if (relu) {
+        for (; i + 4 <= n; i += 4) {
+            const v4f v = (*(const v4fu *)(x + i) - mv) * sc + sh;
+            *(v4fu *)(y + i) = (v4f)((v4i)v & ~(v < zero));
+        }
+        for (; i < n; i++) {
+            const float v = (x[i] - mean) * scale + shift;
+            y[i] = v < 0 ? 0.0f : v;
+        }
+        return;
+    }
     for (; i + 4 <= n; i += 4) *(v4fu *)(y + i) = (*(const v4fu *)(x + i) - mv) * sc + sh;
     for (; i < n; i++) y[i] = (x[i] - mean) * scale + shift;
 }
@@ -85,20 +99,20 @@ static void gn_range(void *ctx, uint64_t begin, uint64_t end, int worker)
             const int64_t cl = i / j->S, cend = (cl + 1) * j->S < i1 ? (cl + 1) * j->S : i1;
             const double ga = j->gamma ? j->gamma[c0 + cl] : 1.0;
             const float be = j->beta ? j->beta[c0 + cl] : 0.0f;
-            normalise(xs + i, ys + i, cend - i, mean, (float)(rstd * ga), be);
+            normalise(xs + i, ys + i, cend - i, mean, (float)(rstd * ga), be, j->relu);
             i = cend;
         }
     }
 }
 
-int vp_nn_fast_group_norm(const vp_tensor *x, int groups, float eps, const vp_tensor *gamma, const vp_tensor *beta,
-                          vp_tensor *y)
+static int gn_run(const char *op, const vp_tensor *x, int groups, float eps, const vp_tensor *gamma, const vp_tensor *beta,
+                  int relu, vp_tensor *y)
 {
-    if (vp_nn_check_norm("group_norm", x, groups, gamma, beta, y)) return -1;
+    if (vp_nn_check_norm(op, x, groups, gamma, beta, y)) return -1;
     const int64_t N = x->shape[0], C = x->shape[1], S = x->shape[2] * x->shape[3] * x->shape[4];
     const int64_t cpg = C / groups, m = cpg * S, ngr = N * groups;
     if (ngr == 0 || m == 0) return vp_nn_ref_group_norm(x, groups, eps, gamma, beta, y);
-    struct gn_job j = {x->data, y->data, NULL, NULL, S, cpg, m, (m + NBLK - 1) / NBLK, NULL, NULL, NULL, NULL, groups, 0};
+    struct gn_job j = {x->data, y->data, NULL, NULL, S, cpg, m, (m + NBLK - 1) / NBLK, NULL, NULL, NULL, NULL, groups, 0, relu};
     const uint64_t items = (uint64_t)(ngr * j.nblk);
     j.sum = vp_malloc(items * sizeof *j.sum);
     j.m2 = vp_malloc(items * sizeof *j.m2);
@@ -125,6 +139,19 @@ int vp_nn_fast_group_norm(const vp_tensor *x, int groups, float eps, const vp_te
     vp_parallel_for(items, 1, gn_range, &j);
     free(j.sum), free(j.m2), free(j.mean), free(j.rstd);
     return 0;
+}
+
+int vp_nn_fast_group_norm(const vp_tensor *x, int groups, float eps, const vp_tensor *gamma, const vp_tensor *beta,
+                          vp_tensor *y)
+{
+    return gn_run("group_norm", x, groups, eps, gamma, beta, 0, y);
+}
+
+int vp_nn_fast_group_norm_relu(const vp_tensor *x, int groups, float eps, const vp_tensor *gamma, const vp_tensor *beta,
+                               vp_tensor *y)
+{
+    if (x == y) return vp_error("group_norm_relu: the output must not be the input");
+    return gn_run("group_norm_relu", x, groups, eps, gamma, beta, 1, y);
 }
 
 /* ---- element-wise: relu, leaky_relu, add */

@@ -21,6 +21,10 @@
  * read once from memory), a short serial combination, one parallel f32 normalising pass. */
 int vp_nn_fast_group_norm(const vp_tensor *x, int groups, float eps, const vp_tensor *gamma, const vp_tensor *beta,
                           vp_tensor *y);
+/* relu(group_norm(x)) with the relu in the normalising pass: the bytes of the two ops in turn,
+ * one pass over the data fewer. */
+int vp_nn_fast_group_norm_relu(const vp_tensor *x, int groups, float eps, const vp_tensor *gamma, const vp_tensor *beta,
+                               vp_tensor *y);
 /* Element-wise ops, parallel over fixed chunks; in place allowed as in the reference. */
 int vp_nn_fast_relu(const vp_tensor *x, vp_tensor *y);
 int vp_nn_fast_leaky_relu(const vp_tensor *x, float slope, vp_tensor *y);

@@ -221,6 +221,20 @@ int vp_nn_ref_argmax_c(const vp_tensor *x, int32_t *out)
     return 0;
 }
 
+int vp_nn_ref_group_norm_relu(const vp_tensor *x, int groups, float eps, const vp_tensor *gamma, const vp_tensor *beta,
+                              vp_tensor *y)
+{
+    if (x == y) return vp_error("group_norm_relu: the output must not be the input");
+    return vp_nn_ref_group_norm(x, groups, eps, gamma, beta, y) || vp_nn_ref_relu(y, y) ? -1 : 0;
+}
+
+int vp_nn_ref_conv3d_add(const vp_tensor *x, const vp_tensor *w, const vp_tensor *b, const vp_conv3d_params *p,
+                         const vp_tensor *r, vp_tensor *y)
+{
+    if (r == y || x == y || (r && y && r->data == y->data)) return vp_error("conv3d_add: the output must not be an input");
+    return vp_nn_ref_conv3d(x, w, b, p, y) || vp_nn_ref_add(y, r, y) ? -1 : 0;
+}
+
 /* ---- the reference backend */
 
 static int ref_supports(const vp_nn_backend *be, vp_nn_op op) { return op >= 0 && op < VP_NN_OP_COUNT; }
@@ -243,12 +257,17 @@ static int ref_add(const vp_nn_backend *be, const vp_tensor *a, const vp_tensor 
 static int ref_cat(const vp_nn_backend *be, const vp_tensor *const *xs, int n, vp_tensor *y) { return vp_nn_ref_concat(xs, n, y); }
 static int ref_smax(const vp_nn_backend *be, const vp_tensor *x, vp_tensor *y) { return vp_nn_ref_softmax_c(x, y); }
 static int ref_amax(const vp_nn_backend *be, const vp_tensor *x, int32_t *o) { return vp_nn_ref_argmax_c(x, o); }
+static int ref_gn_relu(const vp_nn_backend *be, const vp_tensor *x, int groups, float eps, const vp_tensor *g,
+                       const vp_tensor *b, vp_tensor *y) { return vp_nn_ref_group_norm_relu(x, groups, eps, g, b, y); }
+static int ref_conv_add(const vp_nn_backend *be, const vp_tensor *x, const vp_tensor *w, const vp_tensor *b,
+                        const vp_conv3d_params *p, const vp_tensor *r, vp_tensor *y) { return vp_nn_ref_conv3d_add(x, w, b, p, r, y); }
 
 static const vp_nn_backend ref_backend = {
     .name = "ref", .supports_op = ref_supports,
     .conv3d = ref_conv3d, .conv_transpose3d = ref_convt, .group_norm = ref_gn, .instance_norm = ref_in,
     .relu = ref_relu, .leaky_relu = ref_lrelu, .upsample_trilinear2x = ref_up, .add = ref_add,
     .concat = ref_cat, .softmax_c = ref_smax, .argmax_c = ref_amax,
+    .group_norm_relu = ref_gn_relu, .conv3d_add = ref_conv_add,
 };
 
 const vp_nn_backend *vp_nn_backend_ref(void) { return &ref_backend; }

@@ -262,23 +262,22 @@ static vp_tensor *conv(const vp_nn_backend *be, const vp_tensor *x, const vp_ten
     return y;
 }
 
-/* norm -> relu into y (same shape as x, preallocated). */
+/* norm -> relu into y (same shape as x, preallocated; not x): one fused op where the backend has it. */
 static int norm_relu(const vp_nn_backend *be, const vp_segresnet *m, const vp_tensor *x, const vp_tensor *g,
                      const vp_tensor *b, vp_tensor *y)
 {
-    if (be->group_norm(be, x, m->cfg.norm_groups, m->cfg.eps, g, b, y)) return -1;
-    return be->relu(be, y, y);
+    return vp_nn_group_norm_relu(be, x, m->cfg.norm_groups, m->cfg.eps, g, b, y);
 }
 
-/* One ResBlock; returns a new tensor, x untouched. */
+/* One ResBlock; returns a new tensor, x untouched. The residual add is fused into the second
+ * convolution where the backend can (vp_nn_conv3d_add). */
 static vp_tensor *resblock_fwd(const vp_nn_backend *be, const vp_segresnet *m, const resblock *rb, const vp_tensor *x)
 {
     vp_tensor *a = vp_tensor_new(x->ndim, x->shape), *c = NULL;
     if (norm_relu(be, m, x, rb->g1, rb->b1, a)) goto fail;
     if (!(c = conv(be, a, rb->w1, NULL, 1))) goto fail;
     if (norm_relu(be, m, c, rb->g2, rb->b2, a)) goto fail;
-    if (be->conv3d(be, a, rb->w2, NULL, &(vp_conv3d_params){{1, 1, 1}, {1, 1, 1}, {0, 0, 0}}, c)) goto fail;
-    if (be->add(be, c, x, c)) goto fail;
+    if (vp_nn_conv3d_add(be, a, rb->w2, NULL, &(vp_conv3d_params){{1, 1, 1}, {1, 1, 1}, {0, 0, 0}}, x, c)) goto fail;
     vp_tensor_free(&a);
     return c;
 fail:

@@ -172,3 +172,58 @@ Test(nn_fast, conv_wide_rows)
         vp_tensor_free(&yr), vp_tensor_free(&y1), vp_tensor_free(&y2);
     }
 }
+
+/* The fused relu(group_norm(x)) op on random shapes (several statistics blocks for the bigger
+ * ones, affine or not, mean far from 0 so that both signs reach the relu): on the CPU backend the
+ * bytes of group_norm then relu, for 1, 2 and 3 threads; within 1e-5 x max(1, max |y|) of the
+ * reference's fused op, which is the reference's group_norm then relu byte for byte; no negative
+ * output. The wrapper gives the same bytes through a backend without the fused op; x == y is refused. */
+Test(nn_fast, group_norm_relu_fused)
+{
+    const vp_nn_backend *cpu = vp_nn_backend_cpu(), *ref = vp_nn_backend_ref();
+    vp_nn_backend plain = *cpu;
+    plain.group_norm_relu = NULL;
+    for (int it = 0; it < 12; it++) {
+        const int big = it >= 9, gs[] = {1, 2, 4, 8};
+        const int groups = gs[irand(0, 3)], N = irand(1, 2), C = groups * irand(1, 3);
+        const int D = irand(1, big ? 40 : 9), H = irand(1, big ? 40 : 11), W = irand(1, big ? 60 : 30);
+        vp_tensor *x = vp_tensor_new5(N, C, D, H, W), *g = NULL, *b = NULL;
+        fill(x, 3.0f, 5.0f);
+        int64_t cs[1] = {C};
+        if (it % 2) g = vp_tensor_new(1, cs), b = vp_tensor_new(1, cs), fill(g, 1, 0), fill(b, 1, 0);
+        vp_tensor *want = vp_tensor_new5(N, C, D, H, W), *yr = vp_tensor_new5(N, C, D, H, W), *yr2 = vp_tensor_new5(N, C, D, H, W);
+        vp_threads = 2;
+        cr_assert_eq(cpu->group_norm(cpu, x, groups, 1e-5f, g, b, want), 0);
+        cr_assert_eq(cpu->relu(cpu, want, want), 0);
+        cr_assert_eq(ref->group_norm_relu(ref, x, groups, 1e-5f, g, b, yr), 0);
+        cr_assert_eq(vp_nn_ref_group_norm(x, groups, 1e-5f, g, b, yr2), 0);
+        cr_assert_eq(vp_nn_ref_relu(yr2, yr2), 0);
+        cr_assert_eq(memcmp(yr->data, yr2->data, nbytes(yr)), 0, "case %d: reference fused op is not group_norm then relu", it);
+        int neg = 0, pos = 0;
+        for (int64_t i = 0; i < vp_tensor_numel(want); i++) neg += want->data[i] == 0.0f, pos += want->data[i] > 0.0f;
+        cr_assert(neg > 0 && pos > 0, "case %d: the relu is not exercised (%d zeros, %d positive)", it, neg, pos);
+        for (int t = 1; t <= 3; t++) {
+            vp_tensor *y = vp_tensor_new5(N, C, D, H, W);
+            memset(y->data, 0xff, nbytes(y));
+            vp_threads = t;
+            cr_assert_eq(cpu->group_norm_relu(cpu, x, groups, 1e-5f, g, b, y), 0);
+            cr_assert_eq(memcmp(y->data, want->data, nbytes(y)), 0, "case %d (%d,%d,%d,%d,%d) g%d, %d threads: fused != group_norm + relu",
+                         it, N, C, D, H, W, groups, t);
+            double d = rel_diff(y, yr);
+            cr_expect_leq(d, 1e-5, "case %d: rel diff to the reference %g", it, d);
+            memset(y->data, 0xff, nbytes(y));
+            cr_assert_eq(vp_nn_group_norm_relu(&plain, x, groups, 1e-5f, g, b, y), 0);
+            cr_assert_eq(memcmp(y->data, want->data, nbytes(y)), 0, "case %d: unfused wrapper differs", it);
+            vp_tensor_free(&y);
+        }
+        vp_tensor_free(&x), vp_tensor_free(&g), vp_tensor_free(&b);
+        vp_tensor_free(&want), vp_tensor_free(&yr), vp_tensor_free(&yr2);
+    }
+    vp_tensor *x = vp_tensor_new5(1, 4, 3, 3, 3);
+    fill(x, 1, 0);
+    cr_assert_neq(cpu->group_norm_relu(cpu, x, 2, 1e-5f, NULL, NULL, x), 0, "in place accepted");
+    cr_assert_neq(ref->group_norm_relu(ref, x, 2, 1e-5f, NULL, NULL, x), 0, "in place accepted (reference)");
+    vp_tensor *y = vp_tensor_new5(1, 4, 3, 3, 3);
+    cr_assert_neq(cpu->group_norm_relu(cpu, x, 3, 1e-5f, NULL, NULL, y), 0, "4 channels in 3 groups accepted");
+    vp_tensor_free(&x), vp_tensor_free(&y);
+}

@@ -46,14 +46,16 @@ static double rel_diff(const vp_tensor *a, const vp_tensor *b)
 static const char *isas[] = {"avx512", "avx2", "base"};
 
 /* conv3d (transposed when tr) on the CPU backend with 1, 2, 3 threads and every ISA variant vs
- * the reference. */
+ * the reference. conv3d also runs fused with a residual (conv3d_add, the flat kernel's epilogue
+ * or conv3d then add): the bytes of conv3d plus r, for every thread count and ISA. */
 static void check(int tr, const vp_tensor *x, const vp_tensor *w, const vp_tensor *b, const vp_conv3d_params *p,
                   const char *what)
 {
     int64_t os[5];
     cr_assert_eq(tr ? vp_nn_conv_transpose3d_shape(x, w, b, p, os) : vp_nn_conv3d_shape(x, w, b, p, os), 0, "%s: shape", what);
-    vp_tensor *yr = vp_tensor_new(5, os), *y[3];
+    vp_tensor *yr = vp_tensor_new(5, os), *y[3], *r = vp_tensor_new(5, os), *ya = vp_tensor_new(5, os), *want = vp_tensor_new(5, os);
     cr_assert_eq(tr ? vp_nn_ref_conv_transpose3d(x, w, b, p, yr) : vp_nn_ref_conv3d(x, w, b, p, yr), 0);
+    fill(r);
     for (int v = 0; v < 3; v++) {
         setenv("VOXPIPE_NN_ISA", isas[v], 1);
         const vp_nn_backend *be = vp_nn_backend_cpu();
@@ -67,10 +69,18 @@ static void check(int tr, const vp_tensor *x, const vp_tensor *w, const vp_tenso
             cr_assert_eq(memcmp(y[0]->data, y[t]->data, nbytes(yr)), 0, "%s %s: %d threads changed the bytes", what, isas[v], t + 1);
         double d = rel_diff(y[0], yr);
         cr_expect_leq(d, 1e-5, "%s %s: rel diff %g", what, isas[v], d);
+        for (int64_t i = 0; !tr && i < vp_tensor_numel(yr); i++) want->data[i] = y[0]->data[i] + r->data[i];
+        for (int t = 0; !tr && t < 3; t++) {
+            memset(ya->data, 0xff, nbytes(ya));
+            vp_threads = t + 1;
+            cr_assert_eq(be->conv3d_add(be, x, w, b, p, r, ya), 0, "%s: conv3d_add", what);
+            cr_assert_eq(memcmp(ya->data, want->data, nbytes(ya)), 0, "%s %s %d threads: conv3d_add is not conv3d + r", what,
+                         isas[v], t + 1);
+        }
         for (int t = 0; t < 3; t++) vp_tensor_free(&y[t]);
     }
     unsetenv("VOXPIPE_NN_ISA");
-    vp_tensor_free(&yr);
+    vp_tensor_free(&yr), vp_tensor_free(&r), vp_tensor_free(&ya), vp_tensor_free(&want);
 }
 
 Test(nn_fast_conv, flat_plane_paths)
@@ -162,4 +172,35 @@ Test(nn_fast_conv, row_runs)
             vp_tensor_free(&x), vp_tensor_free(&w), vp_tensor_free(&b);
         }
     }
+}
+
+/* conv3d_add: the reference's fused op is conv3d then add; a residual of the wrong shape, a
+ * missing one, or the output aliasing an input is an error on both backends, naming the op. */
+Test(nn_fast_conv, conv3d_add_contract)
+{
+    vp_tensor *x = vp_tensor_new5(1, 3, 4, 5, 6), *r = vp_tensor_new5(1, 4, 4, 5, 6), *bad = vp_tensor_new5(1, 4, 4, 5, 5);
+    int64_t ws[5] = {4, 3, 3, 3, 3};
+    vp_tensor *w = vp_tensor_new(5, ws), *y = vp_tensor_new5(1, 4, 4, 5, 6), *yc = vp_tensor_new5(1, 4, 4, 5, 6);
+    fill(x), fill(w), fill(r);
+    vp_conv3d_params p = {{1, 1, 1}, {1, 1, 1}, {0, 0, 0}};
+    cr_assert_eq(vp_nn_ref_conv3d_add(x, w, NULL, &p, r, y), 0);
+    cr_assert_eq(vp_nn_ref_conv3d(x, w, NULL, &p, yc), 0);
+    for (int64_t i = 0; i < vp_tensor_numel(yc); i++) yc->data[i] += r->data[i];
+    cr_assert_eq(memcmp(y->data, yc->data, nbytes(y)), 0, "reference conv3d_add is not conv3d then add");
+    const vp_nn_backend *bes[2] = {vp_nn_backend_ref(), vp_nn_backend_cpu()};
+    for (int i = 0; i < 2; i++) {
+        const vp_nn_backend *be = bes[i];
+        cr_assert_neq(be->conv3d_add(be, x, w, NULL, &p, bad, y), 0, "%s: residual of another shape accepted", be->name);
+        cr_assert_neq(be->conv3d_add(be, x, w, NULL, &p, NULL, y), 0, "%s: missing residual accepted", be->name);
+        cr_assert_neq(be->conv3d_add(be, x, w, NULL, &p, y, y), 0, "%s: residual == output accepted", be->name);
+    }
+    /* the wrapper falls back on conv3d then add for a backend without the fused op: same bytes */
+    vp_nn_backend plain = *vp_nn_backend_cpu();
+    plain.conv3d_add = NULL;
+    vp_tensor *y1 = vp_tensor_new5(1, 4, 4, 5, 6), *y2 = vp_tensor_new5(1, 4, 4, 5, 6);
+    cr_assert_eq(vp_nn_conv3d_add(&plain, x, w, NULL, &p, r, y1), 0);
+    cr_assert_eq(vp_nn_conv3d_add(vp_nn_backend_cpu(), x, w, NULL, &p, r, y2), 0);
+    cr_assert_eq(memcmp(y1->data, y2->data, nbytes(y1)), 0, "fused and unfused conv3d_add differ");
+    vp_tensor_free(&x), vp_tensor_free(&r), vp_tensor_free(&bad), vp_tensor_free(&w), vp_tensor_free(&y), vp_tensor_free(&yc);
+    vp_tensor_free(&y1), vp_tensor_free(&y2);
 }

@@ -127,8 +127,9 @@ static int same_bytes(const vp_tensor *a, const vp_tensor *b)
 
 /* conv3d dx / dw / db (CPU) vs the reference on shapes the fast paths branch on: widths that are
  * and are not multiples of 8, stride 2 (all axes and only some), 1x1x1, anisotropic kernels, more
- * than 4 output channels (several register blocks), more planes than chunks; the same bytes for
- * 1, 2 and 3 threads. */
+ * than 4 output channels (several register blocks), more planes than chunks, rows shorter than a
+ * vector (the unrolled dw path), strides 2 and 3 with odd sizes (dx by residues) and a stride the
+ * residue path refuses; the same bytes for 1, 2 and 3 threads. */
 Test(grad, conv_fast_vs_ref)
 {
     struct {
@@ -140,6 +141,15 @@ Test(grad, conv_fast_vs_ref)
         {1, 6, 2, 4, 5, 8, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}},
         {1, 3, 9, 20, 4, 11, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}},
         {1, 2, 3, 5, 5, 17, {5, 5, 5}, {1, 1, 1}, {2, 2, 2}},
+        /* rows shorter than 8 (dw through nn_grad_fast_small.c), strided dx by residues */
+        {2, 5, 6, 8, 8, 8, {3, 3, 3}, {2, 2, 2}, {1, 1, 1}},
+        {1, 4, 9, 4, 4, 4, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}},
+        {1, 3, 5, 7, 5, 9, {3, 3, 3}, {2, 2, 2}, {1, 1, 1}},
+        {1, 2, 3, 6, 6, 6, {2, 2, 2}, {2, 2, 2}, {0, 0, 0}},
+        {1, 2, 4, 5, 6, 5, {1, 3, 3}, {1, 2, 2}, {0, 1, 1}},
+        {2, 3, 4, 9, 7, 12, {3, 3, 3}, {3, 2, 3}, {1, 1, 1}},
+        /* a residue whose first tap is off dy's start: the zero-inserted path */
+        {1, 2, 3, 7, 6, 10, {3, 3, 3}, {2, 2, 2}, {0, 0, 0}},
     };
     for (size_t c = 0; c < sizeof cs / sizeof *cs; c++) {
         vp_conv3d_params p = {{cs[c].s[0], cs[c].s[1], cs[c].s[2]}, {cs[c].p[0], cs[c].p[1], cs[c].p[2]}, {0, 0, 0}};
@@ -272,12 +282,15 @@ static void loss_case(vp_safetensors *st, const char *tag, vp_loss_cfg lc)
     vp_tensor_free(&z), vp_tensor_free(&t), vp_tensor_free(&lg), vp_tensor_free(&dzg), vp_tensor_free(&dz);
 }
 
-/* MONAI DiceCELoss and nnU-Net DC_and_CE_loss (batch Dice off / on): value and d/dlogits. */
+/* MONAI DiceCELoss and nnU-Net DC_and_CE_loss (batch Dice off / on for each): value and d/dlogits. */
 Test(loss, dicece_and_nnunet_vs_peers)
 {
     vp_safetensors *st = vp_st_open(G "losses.safetensors");
     cr_assert(st);
     loss_case(st, "monai", vp_loss_cfg_default(VP_LOSS_DICECE));
+    vp_loss_cfg mb = vp_loss_cfg_default(VP_LOSS_DICECE);
+    mb.batch_dice = 1; /* train-ressegnet --dice batch: MONAI DiceCELoss(batch=True) */
+    loss_case(st, "monai_batch", mb);
     vp_loss_cfg nn = vp_loss_cfg_default(VP_LOSS_NNUNET_DCCE);
     nn.batch_dice = 0;
     loss_case(st, "nnunet0", nn);
