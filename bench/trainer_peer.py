@@ -3,7 +3,8 @@ PlainConvUNet (dynamic_network_architectures) with deep supervision, DC_and_CE_l
 DeepSupervisionWrapper (weights 1/2^i, lowest dropped, normalised), SGD Nesterov 0.99, lr 1e-2,
 weight decay 3e-5, clip_grad_norm_ 12: as nnUNetTrainer.train_step on CPU in f32.
 
-    trainer_peer.py FEATURES D,H,W BATCH ITERS THREADS   -> prints the per-iteration seconds, one a line
+    trainer_peer.py FEATURES D,H,W BATCH ITERS THREADS   -> prints per iteration, one a line, the wall
+    seconds and the process CPU seconds (all threads)
 """
 import sys
 import time
@@ -43,7 +44,7 @@ def main():
         ys.append(y[:, :, ::2 ** s, ::2 ** s, ::2 ** s].contiguous())
     net.train()
     for it in range(iters + 1):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         out = net(x)
         ls = loss(out, ys)
@@ -51,7 +52,7 @@ def main():
         torch.nn.utils.clip_grad_norm_(net.parameters(), 12)
         opt.step()
         if it:  # the first iteration warms up
-            print("%.6f" % (time.perf_counter() - t0))
+            print("%.6f %.6f" % (time.perf_counter() - t0, time.process_time() - c0))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
  * accumulation, written as the adjoint of the forward loops in nn_ops_ref.c. This is the
  * specification the CPU versions (nn_grad_fast.c) are tested against. */
 #include "nn_grad.h"
+#include "nn_cuda_train.h"
 #include "util.h"
 
 #include <math.h>
@@ -327,5 +328,7 @@ const vp_nn_grad *vp_nn_grad_ref(void) { return &ref_grad; }
 
 const vp_nn_grad *vp_nn_grad_for(const vp_nn_backend *be)
 {
+    const vp_nn_grad *cuda = vp_nn_grad_cuda(be); /* CUDA backends: the device backward ops */
+    if (cuda) return cuda;
     return be && be->name && !strcmp(be->name, "ref") ? vp_nn_grad_ref() : vp_nn_grad_cpu();
 }

@@ -8,12 +8,12 @@
  * forward value is recomputed. The step releases the tape after backward.
  */
 #include "nn_train.h"
+#include "heap.h"
 #include "nn_loss.h"
 #include "nn_st_write.h"
 #include "nn_train_int.h"
 #include "util.h"
 
-#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,12 +23,7 @@
 
 vp_trainable *vp_tr_new(const vp_train_ops *ops)
 {
-    /* A training step allocates and frees the same large activations every iteration; served by
-     * fresh mmap()s they cost a page fault per 4 KiB each time (about a tenth of a step). Keep
-     * freed blocks in the heap instead (process-wide glibc setting, harmless for the programs
-     * that train). */
-    mallopt(M_MMAP_THRESHOLD, 1 << 30);
-    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    vp_heap_keep_freed(); /* a step allocates and frees the same large activations every iteration */
     vp_trainable *m = vp_calloc(1, sizeof *m);
     m->ops = ops;
     return m;
@@ -204,7 +199,7 @@ int vp_train_step_grads(vp_trainable *m, const vp_nn_backend *be, const vp_tenso
         }
         double l;
         dout[i] = vp_tensor_new(5, out[i]->shape);
-        if (vp_loss_eval(lc, out[i], t, w[i], &l, dout[i])) {
+        if (vp_loss_eval(lc, out[i], t, w[i] * (lc->grad_scale > 0 ? lc->grad_scale : 1.0), &l, dout[i])) {
             free(tds);
             m->ops->release(m);
             goto done;

@@ -57,6 +57,8 @@ typedef struct vp_loss_cfg {
     int batch_dice;         /* Dice summed over the batch before the ratio (nnU-Net option) */
     float smooth_nr, smooth_dr; /* as the peer's defaults (MONAI 1e-5 / 1e-5; nnU-Net's MemoryEfficientSoftDiceLoss) */
     int deep_supervision;   /* nnU-Net: weights 1/2^i over the decoder outputs, lowest dropped, normalised */
+    float grad_scale;       /* > 0: d(loss)/d(logits) multiplied by it before backward (mixed-precision loss
+                             * scaling, nn_cuda_train.h; the loss value is not); 0: 1 */
 } vp_loss_cfg;
 
 /* Defaults of MONAI Label's segmentation trainer (kind DICECE) or nnU-Net 3d_fullres (NNUNET_DCCE). */

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "trainer_cuda.h"
 #include "util.h"
 
 volatile sig_atomic_t vp_trainer_stop;
@@ -233,11 +234,12 @@ static int train(vp_trun *r)
             vp_rng before = r->rng;
             vp_sampler_draw(&s, &r->cache, &r->rng, b0, b0 + bl, x, y);
             double loss;
-            if (vp_train_step_grads(r->m, r->be, &xt, y, &c->loss, &loss)) { rc = VP_ERR_RUNTIME; goto out; }
+            const vp_loss_cfg *lc = r->gpu ? vp_tcuda_loss(r->gpu, &c->loss) : &c->loss;
+            if (vp_train_step_grads(r->m, r->be, &xt, y, lc, &loss)) { rc = vp_cuda_exit_code(VP_ERR_RUNTIME); goto out; }
             float *g = vp_trainable_flat_grads(r->m, &n);
             char what[96];
             snprintf(what, sizeof what, "gradient all-reduce at step %lld", (long long)r->step);
-            int e = vp_dist_allreduce_mean(&r->dist, g, n, c->deterministic, what);
+            int e = r->gpu && vp_tcuda_reduces_on_device(r->gpu) ? 0 : vp_dist_allreduce_mean(&r->dist, g, n, c->deterministic, what);
             float ls[2] = {(float)loss, vp_trainer_stop ? 1.0f : 0.0f};
             if (!e) e = vp_dist_allreduce_mean(&r->dist, ls, 2, 1, what);
             if (e == -2) { /* interrupted while the others did not answer: keep the state before this step */
@@ -249,7 +251,11 @@ static int train(vp_trun *r)
             float lr = vp_optim_lr(r->o, (int)r->epoch, (int)c->epochs);
             double gnorm = 0;
             float *p = vp_trainable_flat_params(r->m, &n);
-            if (vp_optim_step(r->o, p, g, n, lr, &gnorm)) { rc = VP_ERR_RUNTIME; goto out; }
+            int skipped = 0;
+            e = r->gpu ? vp_tcuda_step(r->gpu, &r->dist, g, n, lr, &gnorm, &skipped, what) : vp_optim_step(r->o, p, g, n, lr, &gnorm);
+            if (e == -2) vp_dist_abort(&r->dist, VP_ERR_RUNTIME);
+            if (e) { rc = r->gpu ? vp_cuda_exit_code(VP_ERR_RUNTIME) : VP_ERR_RUNTIME; goto out; }
+            if (skipped) vp_debug("step %lld: non-finite gradients: skipped, loss scale halved", (long long)r->step);
             r->step++;
             r->iter++;
             r->loss_sum += ls[0];
@@ -290,6 +296,7 @@ static void trun_free(vp_trun *r)
     free(r->val);
     if (r->in) vp_in_close(&r->in);
     free(r->labels_json);
+    vp_tcuda_free(&r->gpu, &r->dist);
     vp_trainable_free(&r->m);
     vp_optim_free(&r->o);
     vp_thist_free(&r->hist);
@@ -353,6 +360,7 @@ static int setup(vp_trun *r)
     }
     if (!e && st) e = vp_trun_restore(r, st);
     vp_st_close(&st);
+    if (!e && c->backend && strcmp(c->backend, "cpu")) e = vp_tcuda_open(c->backend, &r->dist, r->m, &c->optim, r->o, &r->be, &r->gpu);
     if (e) return e;
     vp_info("%d training case(s) cached (%.1f MiB), %d validation case(s), %d classes, %d channel(s), rank %d of %d",
             r->cache.n, r->cache.bytes / 1048576.0, r->nval, r->classes, r->in_ch, r->dist.rank, r->dist.size);
@@ -371,6 +379,10 @@ int vp_trainer_run(const vp_trainer_cfg *cfg)
     vp_rng_seed(&r.rng, cfg->seed ^ 0x5a4d504c45ull); /* the sampler's stream; the model init uses seed itself */
     vp_tcache_init(&r.cache, (size_t)(cfg->cache_mb * 1048576.0));
     if (vp_dist_init(&r.dist, cfg->rank_timeout)) return VP_ERR_USAGE;
+    if (cfg->backend && vp_tcuda_check_spec(cfg->backend, &r.dist)) {
+        vp_dist_finalize(&r.dist);
+        return VP_ERR_USAGE;
+    }
     r.dist.stop = &vp_trainer_stop;
     struct sigaction sa = {0};
     sa.sa_handler = on_stop;

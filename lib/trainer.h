@@ -24,6 +24,10 @@
 
 enum vp_trainer_arch { VP_TRAINER_SEGRESNET, VP_TRAINER_UNET };
 
+/* Validation: the whole held-out cases by the inference program's sliding window (MONAI Label's
+ * validation, nnU-Net's final validation), or nnU-Net's cheap online Dice on sampled patches. */
+enum vp_val_mode { VP_VAL_WINDOW = 0, VP_VAL_PATCH = 1 };
+
 typedef struct vp_trainer_cfg {
     const char *prog;
     enum vp_trainer_arch arch;
@@ -41,6 +45,10 @@ typedef struct vp_trainer_cfg {
     uint64_t seed;
     vp_optim_cfg optim;
     vp_loss_cfg loss;
+    const char *backend;        /* NULL or "cpu": CPU; "cuda[:N[:MATH]]": the GPU path (trainer_cuda.h) */
+    int val_mode;               /* VP_VAL_WINDOW or VP_VAL_PATCH (lib/trainer_val.c) */
+    long val_iters;             /* patch mode: batches per validation (nnU-Net 50) */
+    double val_overlap;         /* window mode: SegResNet MONAI overlap (0.4), U-Net 1 - tile step (0.5) */
 } vp_trainer_cfg;
 
 /* Parse "D,H,W" into patch (each 1..1024, at most 2^24 voxels). 0, or -1 (the caller reports a

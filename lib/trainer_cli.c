@@ -21,11 +21,14 @@ const char vp_trainer_help[] =
     "global batch on every rank; each rank trains on its share, gradients are averaged across ranks\n"
     "before the step, so N ranks with batch B/N each match one rank with batch B.\n"
     "\n"
-    "Validation every --val-every epochs on --val cases or the --val-split share (by case id): one\n"
-    "forward of the whole case (an axis shorter than the patch padded to it on both sides as MONAI's\n"
-    "sliding window does, a longer one padded at its end to the network's divisor), argmax, Dice per\n"
-    "class (classes absent from the reference are skipped, as MONAI's ignore_empty); the mean over\n"
-    "classes decides best.safetensors.\n"
+    "Validation every --val-every epochs on --val cases or the --val-split share (by case id).\n"
+    "--val-mode window: each case whole by the sliding window of the inference program (windows of\n"
+    "--patch, --val-overlap; infer-ressegnet's / infer-unet's defaults otherwise), argmax, Dice per case\n"
+    "and class, averaged over the cases holding the class (classes absent from the reference are\n"
+    "skipped, as MONAI's ignore_empty): the Dice the inference program gives on the checkpoint.\n"
+    "--val-mode patch: nnU-Net's cheap online evaluation: --val-iters batches of patches drawn from the\n"
+    "held-out cases as training batches are, Dice = 2TP / (2TP + FP + FN) per class over all of them.\n"
+    "The mean over classes decides best.safetensors.\n"
     "\n"
     "Files in --out DIR (atomic: temp, fsync, rename): last.safetensors (loads in the inference\n"
     "programs), best.safetensors, last.optim.safetensors (weights, optimizer state, epoch, iteration,\n"
@@ -36,6 +39,8 @@ const char vp_trainer_help[] =
     "Ranks: start with mpirun (CPU; one process per rank, each reading the whole -i stream, '{rank}'\n"
     "in -i replaced by its rank); a rank that dies makes the others stop within --rank-timeout.\n"
     "Progress: a bar on stderr when it is a terminal; --log-json for machines.";
+
+const char *const vp_trainer_val_modes[] = {"window", "patch", NULL};
 
 int vp_trainer_parse_ints(const char *s, int *out, int n_max)
 {
@@ -65,7 +70,8 @@ void vp_trainer_args_apply(const vp_trainer_args *a, vp_trainer_cfg *c)
     c->cache_mb = a->cache_mb, c->replace_rate = a->replace_rate, c->val_split = a->val_split;
     c->fg_prob = a->fg_prob, c->rank_timeout = a->rank_timeout;
     c->val_every = a->val_every, c->save_every = a->save_every, c->epochs = a->epochs, c->iters = a->iters;
-    c->batch = a->batch, c->seed = (uint64_t)a->seed;
+    c->batch = a->batch, c->seed = (uint64_t)a->seed, c->backend = a->backend;
+    c->val_mode = a->val_mode, c->val_iters = a->val_iters, c->val_overlap = a->val_overlap;
     if (a->lr > 0) c->optim.lr = (float)a->lr;
     if (a->weight_decay >= 0) c->optim.weight_decay = (float)a->weight_decay;
 }

@@ -15,12 +15,16 @@ typedef struct vp_trainer_args {
     double cache_mb, replace_rate, val_split, fg_prob, rank_timeout;
     double lr, weight_decay; /* < 0: the architecture's default */
     int resume, deterministic;
+    const char *backend;
+    int val_mode;            /* set by the program before parsing (its default) */
+    long val_iters;
+    double val_overlap;      /* set by the program before parsing */
 } vp_trainer_args;
 
 /* Defaults every trainer starts from (patch and batch are set by the program). */
 #define VP_TRAINER_ARGS_DEFAULT                                                                    \
     {"-", NULL, "image", "label", NULL, NULL, NULL, NULL, 0, 2, 1000, 250, 1, 1, 0, 4096, 0.1, 0, \
-     0.33, 600, -1, -1, 0, 0}
+     0.33, 600, -1, -1, 0, 0, NULL, 0, 50, 0.5}
 
 #define VP_TRAINER_OPTS(a)                                                                                                      \
     {'i', "in", "ENDPOINT", VP_OPT_STR, &(a).in, "training cases: -, FILE, @tcp://ADDR:PORT, >tcp://HOST:PORT; '{rank}' is replaced by the rank", 0, 0, NULL}, \
@@ -46,7 +50,14 @@ typedef struct vp_trainer_args {
     {0, "deterministic", NULL, VP_OPT_FLAG, &(a).deterministic, "reduce across ranks in rank order (same bytes whatever MPI does)", 0, 0, NULL}, \
     {0, "save-every", "N", VP_OPT_INT, &(a).save_every, "checkpoint every N epochs (default 1) and at the end", 0, 1e6, NULL},  \
     {0, "log-json", "FILE", VP_OPT_STR, &(a).log_json, "JSON lines: one per iteration, epoch, validation, checkpoint", 0, 0, NULL}, \
-    {0, "rank-timeout", "S", VP_OPT_DOUBLE, &(a).rank_timeout, "seconds a rank waits for the others in a collective (default 600)", 0.1, 1e6, NULL}
+    {0, "rank-timeout", "S", VP_OPT_DOUBLE, &(a).rank_timeout, "seconds a rank waits for the others in a collective (default 600)", 0.1, 1e6, NULL}, \
+    {0, "backend", "B", VP_OPT_STR, &(a).backend, "cpu (default) or cuda[:N[:MATH]] (MATH f32, tf32, f16 with loss scaling, bf16); several ranks: cuda[:MATH], GPU = local rank", 0, 0, NULL}, \
+    {0, "val-mode", "MODE", VP_OPT_CHOICE, &(a).val_mode, "window: each held-out case whole, by the inference program's sliding window; patch: nnU-Net's online Dice on --val-iters batches of patches", 0, 0, vp_trainer_val_modes}, \
+    {0, "val-iters", "N", VP_OPT_INT, &(a).val_iters, "--val-mode patch: batches per validation (default 50, nnU-Net's)", 1, 1e6, NULL}, \
+    {0, "val-overlap", "F", VP_OPT_DOUBLE, &(a).val_overlap, "--val-mode window: overlap of neighbouring windows (SegResNet default 0.4 as infer-ressegnet; U-Net 0.5 = infer-unet's step 0.5)", 0, 0.95, NULL}
+
+/* "window", "patch" (enum vp_val_mode order). */
+extern const char *const vp_trainer_val_modes[];
 
 /* Shared description paragraphs (data, files, ranks), for the programs' help. */
 extern const char vp_trainer_help[];

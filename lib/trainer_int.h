@@ -34,6 +34,7 @@ typedef struct vp_trun {
     /* model */
     vp_trainable *m;
     vp_optim *o;
+    struct vp_tcuda *gpu;   /* the GPU path (--backend cuda...), or NULL */
     /* progress */
     vp_rng rng;
     long epoch, iter;       /* the next iteration to run: epoch index, iteration within it */
@@ -59,8 +60,9 @@ int vp_trun_load_state(vp_trun *r, vp_safetensors **st);
 /* Copy "params" and the optimizer arrays from st into r->m and r->o. 0, or VP_ERR_DATA. */
 int vp_trun_restore(vp_trun *r, vp_safetensors *st);
 
-/* Validate on r->val (rank 0): Dice per class over the cases, logged; returns the mean over
- * classes (NaN when no class could be scored), or -2 after vp_error() when the forward failed. */
+/* Validate on r->val (rank 0) as cfg->val_mode says (lib/trainer_val.c): Dice per class, logged;
+ * returns the mean over classes (NaN when no class could be scored), or -2 after vp_error() when
+ * the forward failed. */
 double vp_trun_validate(vp_trun *r);
 
 /* One JSON line to --log-json (rank 0; no-op without the option). */

@@ -1,8 +1,8 @@
 /* trainer_nccl.c - GPU ranks: the gradient all-reduce over NCCL (see trainer_dist.h).
  *
  * UNTESTED on this project's machines (no multi-GPU node); compiled only with VP_HAVE_NCCL and
- * VP_HAVE_MPI (the trainers do not call it yet: the training engine has no CUDA backend for
- * training). Bootstrap: rank 0 calls ncclGetUniqueId and MPI_Bcast sends the 128 bytes to every
+ * VP_HAVE_MPI; called by the trainers' GPU path (lib/trainer_cuda.c) when several ranks train
+ * with --backend cuda (tests/gpu/check_train.sh runs it on a node with 2+ GPUs). Bootstrap: rank 0 calls ncclGetUniqueId and MPI_Bcast sends the 128 bytes to every
  * rank; each rank takes GPU (OMPI_COMM_WORLD_LOCAL_RANK % visible devices). The all-reduce is
  * ncclAllReduce(ncclAvg) in place on a device buffer on the rank's stream, polled so that a dead
  * rank ends in ncclCommAbort and an error after timeout_s instead of a hang.

@@ -1,6 +1,7 @@
-/* trainer_state.c - checkpoints, resume, validation and the JSON log of a training run (see
- * trainer_int.h and trainer.h for the files). */
+/* trainer_state.c - checkpoints, resume and the JSON log of a training run (see trainer_int.h and
+ * trainer.h for the files; validation is in trainer_val.c). */
 #include "trainer_int.h"
+#include "trainer_cuda.h"
 
 #include <errno.h>
 #include <math.h>
@@ -66,6 +67,7 @@ static void dir_path(char *out, size_t n, const vp_trun *r, const char *file)
 int vp_trun_save(vp_trun *r, int is_best)
 {
     if (r->dist.rank != 0) return 0;
+    if (r->gpu && vp_tcuda_sync(r->gpu)) return -1; /* the device optimizer state into r->o */
     const vp_trainer_cfg *c = r->cfg;
     char path[4200];
     int rc = 0;
@@ -216,64 +218,3 @@ int vp_trun_restore(vp_trun *r, vp_safetensors *st)
 }
 
 /* ---- validation */
-
-double vp_trun_validate(vp_trun *r)
-{
-    int K = r->classes, div[3];
-    vp_trainable_divisor(r->m, div);
-    double *dsum = vp_calloc((size_t)K, sizeof *dsum);
-    int *dn = vp_calloc((size_t)K, sizeof *dn);
-    int64_t *cnt = vp_calloc(3 * (size_t)K, sizeof *cnt);
-    double t0 = vp_trun_now();
-    for (int i = 0; i < r->nval; i++) {
-        const vp_tcase *t = r->val[i];
-        int64_t dims[3], off[3];
-        float *x = vp_tcase_tensor(t, r->axes, div, r->cfg->patch, dims, off);
-        int64_t shape[5] = {1, t->nc, dims[0], dims[1], dims[2]}, pv = dims[0] * dims[1] * dims[2];
-        vp_tensor xt = vp_tensor_view(x, 5, shape), *y = NULL;
-        int rc = vp_trainable_forward(r->m, r->be, &xt, &y);
-        free(x);
-        if (rc) {
-            free(dsum), free(dn), free(cnt);
-            return -2;
-        }
-        int32_t *pred = vp_malloc((size_t)pv * sizeof *pred);
-        for (int64_t v = 0; v < pv; v++) { /* argmax over classes, the first of equal maxima */
-            int best = 0;
-            for (int k = 1; k < K; k++)
-                if (y->data[k * pv + v] > y->data[best * pv + v]) best = k;
-            pred[v] = best;
-        }
-        vp_tensor_free(&y);
-        memset(cnt, 0, 3 * (size_t)K * sizeof *cnt);
-        vp_tcase_overlap(t, r->axes, pred, dims, off, K, cnt, cnt + K, cnt + 2 * K);
-        free(pred);
-        for (int k = 1; k < K; k++)
-            if (cnt[2 * K + k]) { /* classes absent from the reference are not scored (MONAI ignore_empty) */
-                dsum[k] += 2.0 * (double)cnt[k] / (double)(cnt[K + k] + cnt[2 * K + k]);
-                dn[k]++;
-            }
-    }
-    double mean = 0;
-    int nm = 0;
-    size_t cap = 64 + 32 * (size_t)K, len = 0;
-    char *js = vp_malloc(cap);
-    js[len++] = '{';
-    for (int k = 1; k < K; k++)
-        if (dn[k]) {
-            double d = dsum[k] / dn[k];
-            mean += d, nm++;
-            len += (size_t)snprintf(js + len, cap - len, "%s\"%d\":%.6f", nm > 1 ? "," : "", k, d);
-        }
-    js[len++] = '}', js[len] = 0;
-    mean = nm ? mean / nm : NAN;
-    if (isnan(mean))
-        vp_trun_log(r, "{\"type\":\"val\",\"epoch\":%ld,\"cases\":%d,\"dice\":%s,\"mean_dice\":null}", r->epoch, r->nval, js);
-    else
-        vp_trun_log(r, "{\"type\":\"val\",\"epoch\":%ld,\"cases\":%d,\"dice\":%s,\"mean_dice\":%.6f,\"time_s\":%.3f}", r->epoch,
-                    r->nval, js, mean, vp_trun_now() - t0);
-    if (!r->bar) vp_debug("epoch %ld: validation mean Dice %.4f over %d case(s)", r->epoch, mean, r->nval);
-    else fprintf(stderr, "\n%s: epoch %ld: validation mean Dice %.4f\n", r->cfg->prog, r->epoch + 1, mean);
-    free(js), free(dsum), free(dn), free(cnt);
-    return mean;
-}

@@ -43,10 +43,13 @@ int main(int argc, char **argv)
              "several ranks, batch Dice is over each rank's share (--dice sample makes N ranks with batch B/N\n"
              "match one rank with batch B). Stages: 3x3x3\n"
              "kernels, stride 1 in the first stage and 2 after, so each patch size must be a multiple of\n"
-             "2^(stages-1). The checkpoints carry patch_size, spacing (z, y, x) and labels for infer-unet.\n\n"
+             "2^(stages-1). Validation --val-mode patch (nnU-Net's online pseudo Dice during training, 50\n"
+             "batches); --val-mode window scores whole cases as nnU-Net's final validation and infer-unet do.\n"
+             "The checkpoints carry patch_size, spacing (z, y, x) and labels for infer-unet.\n\n"
              "%s\n\nThis build: %s.",
              vp_trainer_help, vp_dist_build_info());
     a.patch = "128,128,128";
+    a.val_mode = VP_VAL_PATCH, a.val_overlap = 0.5;
     vp_cli_parse(&cmd, argc, argv);
     vp_trainer_cfg c = {0};
     c.prog = cmd.name;

@@ -9,7 +9,7 @@ Files in tests/golden/train/ (each < 200 KB; tensors F32, integer data stored as
                          per case TAG: TAG.x, TAG.w, TAG.b, TAG.dy, TAG.dx, TAG.dw, TAG.db (as apply);
                          __metadata__ TAG = "op;stride;pad;extra"
   losses.safetensors     logits z / target t; MONAI DiceCELoss and nnU-Net DC_and_CE_loss (batch Dice
-                         on / off) values and d/dz; deep supervision over 3 outputs (targets made
+                         on / off for both) values and d/dz; deep supervision over 3 outputs (targets made
                          by nnU-Net's DownsampleSegForDSTransform, weights as nnUNetTrainer)
   srn_model.safetensors  SegResNet(init_filters 8, blocks_down 1,2, blocks_up 1, 3 classes), MONAI init
   srn_batch.safetensors  x (2,1,16,16,16) real CT crops normalised, target (2,16,16,16) labels mapped
@@ -145,6 +145,10 @@ def losses():
     l = DiceCELoss(to_onehot_y=True, softmax=True)(z, t.float())
     l.backward()
     T += [("monai.loss", l.reshape(1)), ("monai.dz", z.grad)]
+    z.grad = None  # batch Dice (DiceLoss batch=True: sums over the batch before the ratio)
+    l = DiceCELoss(to_onehot_y=True, softmax=True, batch=True)(z, t.float())
+    l.backward()
+    T += [("monai_batch.loss", l.reshape(1)), ("monai_batch.dz", z.grad)]
     for bd in (0, 1):
         z.grad = None
         l = nn_loss(bool(bd))(z, t)

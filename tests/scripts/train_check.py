@@ -11,6 +11,8 @@
                        of each type and the first and last epoch losses
   svg FILE             parse as XML, print the number of polylines with points
   dice A B LABEL PRED  Dice per class (numpy) of the volumes LABEL vs PRED of streams A, B (first case)
+  casedice A B LABEL PRED  Dice per class averaged over the cases holding it (all cases, paired by id)
+  valdice LOG          the Dice per class of the last validation line of a --log-json file
 """
 import json
 import struct
@@ -127,6 +129,26 @@ def dice(args):
     print("min %.4f" % min(out.values()))
 
 
+def casedice(args):
+    """Dice per class averaged over the cases whose reference holds the class (the trainer's window
+    validation): streams A (reference volume LABEL) and B (prediction PRED), cases paired by id."""
+    refs = {c["id"]: c["vols"][args[2]].data for c in vxp.read(open(args[0], "rb"))}
+    sums, counts = {}, {}
+    for c in vxp.read(open(args[1], "rb")):
+        ref, pred = refs[c["id"]], c["vols"][args[3]].data
+        for k in sorted(set(np.unique(ref).tolist()) - {0}):
+            r, p = ref == k, pred == k
+            sums[k] = sums.get(k, 0.0) + 2.0 * np.sum(r & p) / (np.sum(r) + np.sum(p))
+            counts[k] = counts.get(k, 0) + 1
+    print(" ".join("%d:%.6f" % (k, sums[k] / counts[k]) for k in sorted(sums)))
+
+
+def valdice(args):
+    """The Dice per class of the last validation line of a --log-json file, as casedice prints it."""
+    last = [o for o in map(json.loads, open(args[0])) if o["type"] == "val"][-1]
+    print(" ".join("%d:%.6f" % (int(k), v) for k, v in sorted(last["dice"].items(), key=lambda kv: int(kv[0]))))
+
+
 if __name__ == "__main__":
     cmd, rest = sys.argv[1], sys.argv[2:]
     if cmd == "synth":
@@ -141,5 +163,9 @@ if __name__ == "__main__":
         svg(rest)
     elif cmd == "dice":
         dice(rest)
+    elif cmd == "casedice":
+        casedice(rest)
+    elif cmd == "valdice":
+        valdice(rest)
     else:
         sys.exit("unknown command " + cmd)

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# tests/gpu/emulate_train.sh - GPU training (trainer_cuda.h, nn_cuda_train.h) without a GPU, by the
+# approach of tests/gpu/emulate.sh (part 2): every lib/cuda file but the cuDNN one is turned into
+# host C++ (tests/gpu/emu/prep.py), on a pretend device whose memory is host memory
+# (tests/gpu/emu/emu_rt.h/.cc; convolutions are the reference ops), and linked with
+#   1. tests/gpu/test_cuda_train.c: a small SegResNet (AdamW, DiceCE) and a small PlainConvUNet
+#      (anisotropic stride, deep supervision, SGD nesterov, clipping) trained 3 steps on the CPU
+#      path and on the device path in f32 -- loss, every gradient and every weight within 1e-4
+#      relative per tensor -- plus the loss scaler (an injected inf / NaN skips the step and halves
+#      the scale; growth after the interval), the restart of the device optimizer and the
+#      checkpoint round trip;
+#   2. the trainer programs themselves (trainers/train-unet.c, train-ressegnet.c) with
+#      --backend cuda against --backend cpu on synthetic cases: checkpoints (weights, optimizer
+#      state, metadata) equal within float reassociation, in the same format, --resume of a
+#      device run continues it, and bad --backend names are usage errors (exit 2, nothing written);
+#   3. device memory: the emulated runtime counts the allocations alive at exit; the test program
+#      must end with as many as a run that only creates the backend (its lasting scratch and
+#      pinned buffers), and the trainer programs with as many as that too.
+# Proves the logic (indexing, staging, update formulas, scaler rules, file format) on any machine;
+# cuDNN, f16/bf16 numerics, NCCL and speed are for tests/gpu/check_train.sh on a GPU.
+#   usage: tests/gpu/emulate_train.sh        exit 0 all pass, 1 a failure
+#   env:   EMU_SAN=1  the same under AddressSanitizer + UndefinedBehaviorSanitizer (needs build-san/)
+#          PY         python with numpy (default .venv/bin/python)
+# Needs build/ (make) for the library objects and CUDA's headers. About 8 minutes on 2 busy cores.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+PY=${PY:-$PWD/.venv/bin/python}
+LIBB=build B=build/gpu-emu-train SAN=() SANMAKE=0
+# shellcheck disable=SC2054 # -fsanitize=address,undefined is one flag
+[ "${EMU_SAN:-0}" = 1 ] && LIBB=build-san B=build-san/gpu-emu-train SAN=(-fsanitize=address,undefined -fno-omit-frame-pointer) SANMAKE=1
+mkdir -p "$B"
+[ -f "$CUDA_HOME/include/cuda_fp16.h" ] || { echo "emulate_train: SKIP: no CUDA headers in $CUDA_HOME/include"; exit 0; }
+ls "$LIBB"/lib/*.o >/dev/null 2>&1 || { echo "emulate_train: build the library first (make, or make SAN=1 for EMU_SAN=1)"; exit 1; }
+CXX=${CXX:-g++}
+FL=(-std=c++20 -pthread -O1 -g -w "${SAN[@]}" -Ilib -Ilib/cuda -Itests/gpu/emu -I"$CUDA_HOME/include" -I/usr/include/nifti)
+CF=(-std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Wno-unused-parameter "${SAN[@]}" -Ilib -I/usr/include/nifti -DVP_HAVE_CUDA)
+LDLIBS=$(make -s SAN=$SANMAKE print-ldlibs)
+for f in nn_cuda nn_cuda_mem nn_cuda_ops nn_cuda_grad nn_cuda_segresnet nn_cuda_sliding nn_cuda_kernels nn_cuda_kernels_grad nn_cuda_train; do
+    python3 tests/gpu/emu/prep.py "lib/cuda/$f.cu" emu_rt.h >"$B/$f.cc" && "$CXX" "${FL[@]}" -c -o "$B/$f.o" "$B/$f.cc" || exit 1
+done
+"$CXX" "${FL[@]}" -c -o "$B/emu_rt.o" tests/gpu/emu/emu_rt.cc || exit 1
+rm -f "$B/libnostub.a"
+ar rcs "$B/libnostub.a" "$LIBB"/lib/*.o
+link() { # output, C sources...
+    local out=$1 objs=()
+    shift
+    for s in "$@"; do
+        cc "${CF[@]}" -c -o "$B/$(basename "$s" .c).o" "$s" || return 1
+        objs+=("$B/$(basename "$s" .c).o")
+    done
+    # shellcheck disable=SC2086 # the link line is meant to split into words
+    "$CXX" -pthread "${SAN[@]}" -o "$out" "${objs[@]}" "$B"/nn_cuda*.o "$B/emu_rt.o" "$B/libnostub.a" $LDLIBS
+}
+link "$B/test_cuda_train" tests/gpu/test_cuda_train.c || exit 1
+link "$B/train-unet" trainers/train-unet.c || exit 1
+link "$B/train-ressegnet" trainers/train-ressegnet.c || exit 1
+
+rc=0
+fail() { echo "FAIL: $*"; rc=1; }
+live() { sed -n 's/^emu: \([0-9]*\) device allocations live.*/\1/p' "$1"; }
+
+# ---- 1. the engine: parity, scaler, restart, round trip
+"$B/test_cuda_train" --baseline 2>"$B/base.err" || fail "baseline run (exit $?): $(tail -3 "$B/base.err")"
+base=$(live "$B/base.err")
+out=$("$B/test_cuda_train" 2>"$B/train.err"); e=$?
+printf '%s\n' "$out"
+[ $e -eq 0 ] || { fail "test_cuda_train exit $e"; tail -5 "$B/train.err"; }
+n=$(live "$B/train.err")
+if [ -n "$base" ] && [ "$n" = "$base" ]; then echo "ok device memory: $n allocations alive at exit, as the backend alone ($base): no leak"
+else fail "device memory: $n allocations alive at exit, the backend alone leaves ${base:-?}"; fi
+
+# ---- 2. the programs: --backend cuda vs cpu, same files, resume
+T=$B/prog
+rm -rf "$T" && mkdir -p "$T"
+CHECK() { "$PY" tests/scripts/train_check.py "$@"; }
+CHECK synth "$T/syn.vxp" --n 3 --seed 1 || exit 1
+# tiny networks: the emulated device runs every op on one thread (about 20 s per epoch here)
+UNET=(--features 2,4 --patch 8,8,8 --iters-per-epoch 2 --seed 5 --batch 2 -q)
+SRN=(--init-filters 2 --norm-groups 1 --blocks-down 1,1 --blocks-up 1 --patch 8,8,8 --iters-per-epoch 2 --seed 5 -q)
+prog() { # name program args...: run, keep stderr, fail on a non-zero exit
+    local name=$1
+    shift
+    "$@" 2>"$T/$name.err" || { fail "$name: exit $? ($(tail -2 "$T/$name.err"))"; return 1; }
+}
+for arch in unet ressegnet; do
+    if [ $arch = unet ]; then A=("${UNET[@]}"); else A=("${SRN[@]}"); fi
+    prog "$arch-cuda" "$B/train-$arch" -i "$T/syn.vxp" -o "$T/$arch-cuda" --epochs 2 "${A[@]}" --backend cuda:0:f32
+    prog "$arch-cuda-2" "$B/train-$arch" -i "$T/syn.vxp" -o "$T/$arch-cuda2" --epochs 2 "${A[@]}" --backend cuda:0:f32
+    prog "$arch-cpu-2" "$B/train-$arch" -i "$T/syn.vxp" -o "$T/$arch-cpu2" --epochs 2 "${A[@]}"
+    n=$(live "$T/$arch-cuda.err")
+    if [ "$n" = "$base" ]; then echo "ok train-$arch --backend cuda: $n device allocations alive at exit, as the backend alone"
+    else fail "train-$arch --backend cuda: $n device allocations alive at exit (backend alone: $base)"; fi
+    if cmp -s "$T/$arch-cuda/last.optim.safetensors" "$T/$arch-cuda2/last.optim.safetensors"; then
+        echo "ok train-$arch --backend cuda: two runs give the same bytes"
+    else fail "train-$arch --backend cuda: two runs differ"; fi
+    for f in last.safetensors last.optim.safetensors; do
+        if o=$(CHECK cmp "$T/$arch-cuda/$f" "$T/$arch-cpu2/$f" --rtol 1e-3 --atol 1e-5); then echo "ok train-$arch cuda vs cpu, 2 epochs, $f: $o"
+        else fail "train-$arch cuda vs cpu $f: $o"; fi
+    done
+    # the same metadata (architecture, spacing, labels, patch, counters) as the CPU trainer writes
+    m=$("$PY" -c '
+import sys; sys.path.insert(0, "tests/scripts"); import train_check as t
+a, b = (t.read_st(p)[1] for p in sys.argv[1:3])
+print("same" if a == b else "differ: %s" % sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)))' \
+        "$T/$arch-cuda/last.safetensors" "$T/$arch-cpu2/last.safetensors")
+    if [ "$m" = same ]; then echo "ok train-$arch cuda vs cpu: same __metadata__ in last.safetensors"
+    else fail "train-$arch metadata $m"; fi
+    # resume both runs for a third epoch (the poly learning rate depends on --epochs, so the
+    # reference is the CPU run resumed the same way): the device run continues as the CPU one
+    cp -r "$T/$arch-cuda" "$T/$arch-cross" # a device checkpoint, resumed on the CPU
+    prog "$arch-cross" "$B/train-$arch" -i "$T/syn.vxp" -o "$T/$arch-cross" --epochs 3 "${A[@]}" --resume
+    prog "$arch-resume" "$B/train-$arch" -i "$T/syn.vxp" -o "$T/$arch-cuda" --epochs 3 "${A[@]}" --backend cuda --resume
+    prog "$arch-cpu-resume" "$B/train-$arch" -i "$T/syn.vxp" -o "$T/$arch-cpu2" --epochs 3 "${A[@]}" --resume
+    if o=$(CHECK cmp "$T/$arch-cuda/last.optim.safetensors" "$T/$arch-cpu2/last.optim.safetensors" --rtol 1e-3 --atol 1e-5); then
+        echo "ok train-$arch --resume for a 3rd epoch, cuda vs cpu: $o"
+    else fail "train-$arch resume: $o"; fi
+    if o=$(CHECK cmp "$T/$arch-cross/last.optim.safetensors" "$T/$arch-cpu2/last.optim.safetensors" --rtol 1e-3 --atol 1e-5); then
+        echo "ok train-$arch device checkpoint resumed on the CPU = CPU run resumed: $o"
+    else fail "train-$arch cross resume: $o"; fi
+done
+# bad --backend names: usage error, nothing written
+for b in gpu cuda:x cuda:0:f64; do
+    "$B/train-unet" -i "$T/syn.vxp" -o "$T/bad" "${UNET[@]}" --epochs 1 --backend "$b" 2>"$T/bad.err"; e=$?
+    if [ $e -eq 2 ] && grep -q "backend" "$T/bad.err" && [ ! -e "$T/bad" ]; then echo "ok --backend $b: exit 2, nothing written"
+    else fail "--backend $b: exit $e ($(head -1 "$T/bad.err"))"; fi
+done
+echo "emulate_train: $([ $rc -eq 0 ] && echo PASS || echo FAIL)"
+exit $rc
