@@ -14,7 +14,7 @@
 
 static const char *in_spec = "-", *out_spec = "-", *vol_name = "image", *out_name = "label", *backend = "cpu";
 static struct vp_strlist models;
-static int tta = 0, agg = 0, no_preprocess = 0;
+static int tta = 0, agg = 0, no_preprocess = 0, whole = 0;
 static double step = 0.5;
 static const char *const agg_choices[] = {"f16", "f32", NULL};
 
@@ -27,13 +27,14 @@ static const struct vp_opt opts[] = {
     {0, "tta", NULL, VP_OPT_FLAG, &tta, "mirroring test-time augmentation over the model's mirror axes", 0, 0, NULL},
     {0, "step", "F", VP_OPT_DOUBLE, &step, "tile step as a fraction of the patch (default 0.5)", 0.01, 1, NULL},
     {0, "agg", "DTYPE", VP_OPT_CHOICE, &agg, "aggregation dtype: f16 (nnU-Net's, default) or f32", 0, 0, agg_choices},
+    {0, "whole-logits", NULL, VP_OPT_FLAG, &whole, "hold the whole grid's logits before the argmax (more memory, same labels)", 0, 0, NULL},
     {0, "no-preprocess", NULL, VP_OPT_FLAG, &no_preprocess, "the image is already normalised and on the model's spacing (f32/f16)", 0, 0, NULL},
     {0, "backend", "NAME", VP_OPT_STR, &backend, "nn backend: cpu (default) or ref", 0, 0, NULL},
     {0, NULL, NULL, 0, NULL, NULL, 0, 0, NULL},
 };
 
 static const struct vp_cmd cmd = {
-    "infer-unet", "segment volumes with nnU-Net v2 PlainConvUNet models",
+    "infer-unet", "segment volumes with nnU-Net v2 PlainConvUNet / ResidualEncoderUNet models",
     "-m MODEL [-m MODEL ...] [options]",
     "Preprocessing, as nnU-Net v2's DefaultPreprocessor, from the first model's metadata (written by\n"
     "tools/convert_nnunet.py from plans.json; docs/MODELS.md), unless --no-preprocess: the image (any\n"
@@ -50,7 +51,16 @@ static const struct vp_cmd cmd = {
     "linearly (order 1; order 0 on a separate anisotropic axis) one class at a time, then the argmax\n"
     "(first of equal maxima) as the u8 (u16 above 256 classes) volume --out-vol with exactly the\n"
     "input's dims and affine. Meta 'labels' gets the model's label names. Everything else passes\n"
-    "through. Model files: tools/convert_nnunet.py (keys in lib/nn_unet.h, docs/MODELS.md).\n"
+    "through. Model files: tools/convert_nnunet.py (keys in lib/nn_unet.h, docs/MODELS.md); both\n"
+    "PlainConvUNet and ResidualEncoderUNet (nnU-Net's ResEnc M/L/XL presets) run.\n"
+    "\n"
+    "Memory: tiles run d-row by d-row and only a band of patch-depth rows of the logits is summed\n"
+    "(per fold: classes x patch depth x the padded H x W, 2 bytes in f16); each finished row is\n"
+    "divided, averaged over the folds and, when the network grid is the input grid (no resampling),\n"
+    "turned into labels at once: peak memory follows the band, not the volume. When the image was\n"
+    "resampled, the rows are collected into the whole model grid's logits (classes x voxels, in the\n"
+    "aggregation dtype) for nnU-Net's per-class resampling back; --whole-logits does that always.\n"
+    "The values are bit for bit those of nnU-Net's whole-volume buffers either way.\n"
     "\n"
     "Not reproduced: nnU-Net's crop to the non-zero box (CT has no zero border in practice).\n"
     "With --no-preprocess the image must be f32 or f16 (exit 3 otherwise). NaN voxels are refused\n"
@@ -64,6 +74,31 @@ struct ctx {
     const vp_nn_backend *be;
     vp_nn_meta meta;
 };
+
+/* Labels on the network grid (= the input grid) filled row by row from the predictor. */
+struct rows {
+    vp_vol *lab;
+    int K, half;
+    int64_t hw;  /* voxels per row (x fastest, then y) */
+    float *best; /* one row's best score so far */
+};
+
+/* The argmax of one final row (first of equal maxima, as vp_nn_argmax_back). */
+static int emit_labels(void *ectx, int64_t d, const void *row)
+{
+    struct rows *rw = ectx;
+    for (int k = 0; k < rw->K; k++)
+        for (int64_t i = 0; i < rw->hw; i++) {
+            const int64_t j = k * rw->hw + i, v = d * rw->hw + i;
+            const float s = rw->half ? vp_half_to_float(((const uint16_t *)row)[j]) : ((const float *)row)[j];
+            if (k == 0 || s > rw->best[i]) {
+                rw->best[i] = s;
+                if (rw->K > 256) ((uint16_t *)rw->lab->data)[v] = (uint16_t)k;
+                else ((uint8_t *)rw->lab->data)[v] = (uint8_t)k;
+            }
+        }
+    return 0;
+}
 
 static int step_fn(vp_case *c, void *vctx)
 {
@@ -102,12 +137,28 @@ static int step_fn(vp_case *c, void *vctx)
     vp_debug("%s: network grid %llu x %llu x %llu%s", where, (unsigned long long)prep.model.dims[0],
              (unsigned long long)prep.model.dims[1], (unsigned long long)prep.model.dims[2], prep.resampled ? " (resampled)" : "");
     vp_nnunet_opts o = {step, tta, agg == 0};
-    vp_nnunet_result *r = vp_nnunet_predict(x->m, x->n, x->be, t, &o);
-    vp_tensor_free(&t);
-    if (!r) return vp_error("case '%s': prediction failed", c->id), VP_ERR_RUNTIME;
-    vp_vol *out = vp_nn_argmax_back(r->half ? (const void *)r->h : (const void *)r->f, r->half, r->n_classes, &prep, where);
-    vp_nnunet_result_free(&r);
-    if (!out) return VP_ERR_RUNTIME;
+    vp_vol *out = NULL;
+    if (!prep.resampled && !whole) { /* labels straight from each final row: bounded memory */
+        const uint64_t d1[4] = {prep.in.dims[0], prep.in.dims[1], prep.in.dims[2], 1};
+        struct rows rw = {vp_vol_new(d1, cfg->n_classes > 256 ? VP_U16 : VP_U8, prep.in.affine), cfg->n_classes, o.half,
+                          (int64_t)(prep.in.dims[0] * prep.in.dims[1]), NULL};
+        rw.best = vp_malloc(sizeof(float) * (size_t)rw.hw);
+        int prc = vp_nnunet_predict_rows(x->m, x->n, x->be, t, &o, emit_labels, &rw);
+        free(rw.best);
+        vp_tensor_free(&t);
+        if (prc) {
+            vp_vol_free(&rw.lab);
+            return vp_error("case '%s': prediction failed", c->id), VP_ERR_RUNTIME;
+        }
+        out = rw.lab;
+    } else {
+        vp_nnunet_result *r = vp_nnunet_predict(x->m, x->n, x->be, t, &o);
+        vp_tensor_free(&t);
+        if (!r) return vp_error("case '%s': prediction failed", c->id), VP_ERR_RUNTIME;
+        out = vp_nn_argmax_back(r->half ? (const void *)r->h : (const void *)r->f, r->half, r->n_classes, &prep, where);
+        vp_nnunet_result_free(&r);
+        if (!out) return VP_ERR_RUNTIME;
+    }
     vp_case_add_vol(c, out_name, out);
     vp_nn_meta_set_case_labels(c, &x->meta);
     return 0;

@@ -103,147 +103,230 @@ static int predict_tile(const vp_unet *m, const vp_nn_backend *be, const vp_tens
     return rc;
 }
 
-/* One model over the padded image P (1, C, PD, PH, PW): aggregated logits (K, PD, PH, PW), divided. */
-static int predict_one(const vp_unet *m, const vp_nn_backend *be, const vp_tensor *P, const vp_nnunet_opts *o,
-                       const float *gauss, uint16_t *acc_h, float *acc_f)
+/* The aggregation band: padded rows [base, base + r0) along d, per model the logit sums
+ * (K, r0, PH, PW) in the aggregation dtype, and the importance-weight sums (r0, PH, PW) (the same
+ * for every model: same patch, same tiles). */
+struct band {
+    int K, half, n;
+    int64_t r0, PH, PW, plane, base;
+    uint16_t **h; /* n models, when half */
+    float **f;    /* n models, otherwise */
+    uint16_t *wh;
+    float *wf;
+};
+
+static void band_init(struct band *b, int K, int half, int n, int64_t r0, int64_t PH, int64_t PW)
 {
-    const int *pt = m->cfg.patch, K = m->cfg.n_classes;
-    const int64_t C = P->shape[1], PD = P->shape[2], PH = P->shape[3], PW = P->shape[4], nv = PD * PH * PW;
-    int64_t st[3][MAXSTEPS];
+    memset(b, 0, sizeof *b);
+    b->K = K, b->half = half, b->n = n, b->r0 = r0, b->PH = PH, b->PW = PW, b->plane = PH * PW;
+    const size_t cnt = (size_t)((int64_t)K * r0 * b->plane);
+    if (half) {
+        b->h = vp_calloc((size_t)n, sizeof *b->h);
+        for (int i = 0; i < n; i++) b->h[i] = vp_calloc(cnt, 2);
+        b->wh = vp_calloc((size_t)(r0 * b->plane), 2);
+    } else {
+        b->f = vp_calloc((size_t)n, sizeof *b->f);
+        for (int i = 0; i < n; i++) b->f[i] = vp_calloc(cnt, sizeof(float));
+        b->wf = vp_calloc((size_t)(r0 * b->plane), sizeof(float));
+    }
+}
+
+static void band_free(struct band *b)
+{
+    for (int i = 0; i < b->n; i++) {
+        if (b->h) free(b->h[i]);
+        if (b->f) free(b->f[i]);
+    }
+    free(b->h), free(b->f), free(b->wh), free(b->wf);
+}
+
+/* Shift a (planes, r0, plane) array of es-byte values by sh rows (rows below the new base are
+ * dropped), zeroing the rows that come in at the end. */
+static void shift_rows(unsigned char *a, int64_t planes, int64_t r0, int64_t plane, int64_t sh, size_t es)
+{
+    const int64_t keep = r0 - sh > 0 ? r0 - sh : 0, fresh = r0 - keep;
+    for (int64_t k = 0; k < planes; k++) {
+        unsigned char *p = a + (size_t)(k * r0 * plane) * es;
+        if (keep) memmove(p, p + (size_t)((r0 - keep) * plane) * es, (size_t)(keep * plane) * es);
+        memset(p + (size_t)(keep * plane) * es, 0, (size_t)(fresh * plane) * es);
+    }
+}
+
+static void band_advance(struct band *b, int64_t nb)
+{
+    const int64_t sh = nb - b->base;
+    const size_t es = b->half ? 2 : 4;
+    for (int i = 0; i < b->n; i++)
+        shift_rows(b->half ? (unsigned char *)b->h[i] : (unsigned char *)b->f[i], b->K, b->r0, b->plane, sh, es);
+    shift_rows(b->half ? (unsigned char *)b->wh : (unsigned char *)b->wf, 1, b->r0, b->plane, sh, es);
+    b->base = nb;
+}
+
+/* Padded rows [from, to) are final: divide each model's sums by the weights, average the models
+ * as nnU-Net does (prediction = first; += each next, in the aggregation dtype; / n), crop the
+ * padding (lo, the input's H, W) and emit the rows that lie inside the input. */
+static int band_emit(const struct band *b, int64_t from, int64_t to, const int64_t lo[3], const int64_t in[3], void *row,
+                     vp_nnunet_emit_fn emit, void *ectx)
+{
+    const int64_t H = in[1], W = in[2];
+    for (int64_t pr = from; pr < to; pr++) {
+        const int64_t d = pr - lo[0], slot = pr - b->base;
+        if (d < 0 || d >= in[0]) continue;
+        for (int64_t k = 0; k < b->K; k++)
+            for (int64_t h = 0; h < H; h++) {
+                const int64_t so = slot * b->plane + (h + lo[1]) * b->PW + lo[2], ao = k * b->r0 * b->plane + so;
+                const int64_t oo = (k * H + h) * W;
+                if (b->half) {
+                    uint16_t *o = (uint16_t *)row + oo;
+                    const uint16_t *w = b->wh + so;
+                    for (int64_t x = 0; x < W; x++) {
+                        uint16_t sum = f2h(h2f(b->h[0][ao + x]) / h2f(w[x]));
+                        for (int i = 1; i < b->n; i++) sum = f2h(h2f(sum) + h2f(f2h(h2f(b->h[i][ao + x]) / h2f(w[x]))));
+                        o[x] = b->n > 1 ? f2h(h2f(sum) / (float)b->n) : sum;
+                    }
+                } else {
+                    float *o = (float *)row + oo;
+                    const float *w = b->wf + so;
+                    for (int64_t x = 0; x < W; x++) {
+                        float sum = b->f[0][ao + x] / w[x];
+                        for (int i = 1; i < b->n; i++) sum += b->f[i][ao + x] / w[x];
+                        o[x] = b->n > 1 ? sum / (float)b->n : sum;
+                    }
+                }
+            }
+        if (emit(ectx, d, row)) return -1;
+    }
+    return 0;
+}
+
+/* Add one tile's prediction (K, pt) times the importance map into model mi's band at padded
+ * origin (o0, o1, o2); the weights too when add_w. */
+static void band_add(struct band *b, int mi, const int pt[3], const float *pred, const float *gauss, int64_t o0, int64_t o1,
+                     int64_t o2, int add_w)
+{
+    const int64_t pv = (int64_t)pt[0] * pt[1] * pt[2], off = o0 - b->base;
+    for (int k = 0; k <= b->K; k++) /* k == K: the weight sum */
+        for (int d = 0; d < pt[0]; d++)
+            for (int h = 0; h < pt[1]; h++) {
+                const int64_t g0 = ((int64_t)d * pt[1] + h) * pt[2];
+                const int64_t a0 = (off + d) * b->plane + (o1 + h) * b->PW + o2;
+                const float *g = gauss + g0;
+                if (k < b->K) {
+                    const float *p = pred + k * pv + g0;
+                    if (b->half) {
+                        uint16_t *a = b->h[mi] + k * b->r0 * b->plane + a0;
+                        for (int w = 0; w < pt[2]; w++) a[w] = f2h(h2f(a[w]) + p[w] * g[w]);
+                    } else {
+                        float *a = b->f[mi] + k * b->r0 * b->plane + a0;
+                        for (int w = 0; w < pt[2]; w++) a[w] += p[w] * g[w];
+                    }
+                } else if (!add_w) {
+                    break;
+                } else if (b->half) {
+                    for (int w = 0; w < pt[2]; w++) b->wh[a0 + w] = f2h(h2f(b->wh[a0 + w]) + g[w]);
+                } else {
+                    for (int w = 0; w < pt[2]; w++) b->wf[a0 + w] += g[w];
+                }
+            }
+}
+
+int vp_nnunet_predict_rows(vp_unet *const *models, int n, const vp_nn_backend *be, const vp_tensor *img,
+                           const vp_nnunet_opts *o, vp_nnunet_emit_fn emit, void *ectx)
+{
+    const vp_unet_cfg *c = &models[0]->cfg;
+    if (vp_nn_check_act("nnunet", "image", img)) return -1;
+    if (img->shape[0] != 1 || img->shape[1] != c->in_ch)
+        return vp_error("nnunet: image has %lld channels, the model takes %d", (long long)img->shape[1], c->in_ch);
+    for (int i = 1; i < n; i++)
+        if (memcmp(models[i]->cfg.patch, c->patch, sizeof c->patch) || models[i]->cfg.n_classes != c->n_classes ||
+            models[i]->cfg.in_ch != c->in_ch)
+            return vp_error("nnunet: model %d differs from model 0 in patch size, classes or channels", i);
+    if (!(o->step > 0 && o->step <= 1)) return vp_error("nnunet: tile step %g not in (0, 1]", o->step);
+    /* pad_nd_image: zeros, centred */
+    const int *pt = c->patch, K = c->n_classes;
+    int64_t pd[3], lo[3], st[3][MAXSTEPS];
     int ns[3];
+    const int64_t C = img->shape[1], in[3] = {img->shape[2], img->shape[3], img->shape[4]};
     for (int a = 0; a < 3; a++) {
-        ns[a] = vp_nnunet_steps(P->shape[2 + a], pt[a], o->step, st[a], MAXSTEPS);
+        pd[a] = in[a] > pt[a] ? in[a] : pt[a];
+        lo[a] = (pd[a] - in[a]) / 2;
+        ns[a] = vp_nnunet_steps(pd[a], pt[a], o->step, st[a], MAXSTEPS);
         if (ns[a] > MAXSTEPS) return vp_error("nnunet: %d tiles along axis %d (at most %d)", ns[a], a, MAXSTEPS);
     }
-    uint16_t *nh = o->half ? vp_calloc((size_t)nv, 2) : NULL;
-    float *nf = o->half ? NULL : vp_calloc((size_t)nv, sizeof(float));
+    vp_tensor *P = vp_tensor_zeros(5, (int64_t[5]){1, C, pd[0], pd[1], pd[2]});
+    for (int64_t ch = 0; ch < C; ch++)
+        for (int64_t d = 0; d < in[0]; d++)
+            for (int64_t h = 0; h < in[1]; h++)
+                memcpy(P->data + ((ch * pd[0] + d + lo[0]) * pd[1] + h + lo[1]) * pd[2] + lo[2],
+                       img->data + ((ch * in[0] + d) * in[1] + h) * in[2], sizeof(float) * (size_t)in[2]);
+    float *gauss = vp_malloc(sizeof(float) * (size_t)pt[0] * pt[1] * pt[2]);
+    vp_nnunet_gaussian(pt, o->half, gauss);
+    struct band b;
+    band_init(&b, K, o->half, n, pt[0], pd[1], pd[2]);
+    void *row = vp_malloc((size_t)K * (size_t)(in[1] * in[2]) * (o->half ? 2 : 4));
     vp_tensor *x = vp_tensor_new5(1, C, pt[0], pt[1], pt[2]), *pred = vp_tensor_new5(1, K, pt[0], pt[1], pt[2]);
-    const int64_t pv = (int64_t)pt[0] * pt[1] * pt[2];
     int rc = 0;
-    for (int i0 = 0; i0 < ns[0] && !rc; i0++)
-        for (int i1 = 0; i1 < ns[1] && !rc; i1++)
-            for (int i2 = 0; i2 < ns[2] && !rc; i2++) {
-                const int64_t o0 = st[0][i0], o1 = st[1][i1], o2 = st[2][i2];
-                for (int64_t c = 0; c < C; c++)
-                    for (int d = 0; d < pt[0]; d++)
-                        for (int h = 0; h < pt[1]; h++)
-                            memcpy(x->data + ((c * pt[0] + d) * pt[1] + h) * pt[2],
-                                   P->data + ((c * PD + o0 + d) * PH + o1 + h) * PW + o2, sizeof(float) * (size_t)pt[2]);
-                if ((rc = predict_tile(m, be, x, o->tta, pred))) break;
-                for (int k = 0; k <= K; k++) /* k == K: the weight sum */
-                    for (int d = 0; d < pt[0]; d++)
-                        for (int h = 0; h < pt[1]; h++) {
-                            const int64_t g0 = ((int64_t)d * pt[1] + h) * pt[2];
-                            const int64_t a0 = ((o0 + d) * PH + o1 + h) * PW + o2;
-                            const float *g = gauss + g0;
-                            if (k < K) {
-                                const float *p = pred->data + k * pv + g0;
-                                if (o->half) {
-                                    uint16_t *a = acc_h + k * nv + a0;
-                                    for (int w = 0; w < pt[2]; w++) a[w] = f2h(h2f(a[w]) + p[w] * g[w]);
-                                } else {
-                                    float *a = acc_f + k * nv + a0;
-                                    for (int w = 0; w < pt[2]; w++) a[w] += p[w] * g[w];
-                                }
-                            } else if (o->half) {
-                                for (int w = 0; w < pt[2]; w++) nh[a0 + w] = f2h(h2f(nh[a0 + w]) + g[w]);
-                            } else {
-                                for (int w = 0; w < pt[2]; w++) nf[a0 + w] += g[w];
-                            }
-                        }
-            }
-    if (!rc)
-        for (int k = 0; k < K; k++)
-            for (int64_t i = 0; i < nv; i++) {
-                if (o->half)
-                    acc_h[k * nv + i] = f2h(h2f(acc_h[k * nv + i]) / h2f(nh[i]));
-                else
-                    acc_f[k * nv + i] /= nf[i];
-            }
-    free(nh), free(nf);
-    vp_tensor_free(&x), vp_tensor_free(&pred);
-    return rc;
+    /* nnU-Net's tile order (d, h, w) per model; the models' sums are independent, so running every
+     * model on one d-row of tiles before the next gives the same values per voxel */
+    for (int i0 = 0; i0 < ns[0] && !rc; i0++) {
+        const int64_t o0 = st[0][i0];
+        if (o0 > b.base) { /* rows below o0 get no more tiles: final */
+            if ((rc = band_emit(&b, b.base, o0, lo, in, row, emit, ectx))) break;
+            band_advance(&b, o0);
+        }
+        for (int mi = 0; mi < n && !rc; mi++)
+            for (int i1 = 0; i1 < ns[1] && !rc; i1++)
+                for (int i2 = 0; i2 < ns[2] && !rc; i2++) {
+                    const int64_t o1 = st[1][i1], o2 = st[2][i2];
+                    for (int64_t ch = 0; ch < C; ch++)
+                        for (int d = 0; d < pt[0]; d++)
+                            for (int h = 0; h < pt[1]; h++)
+                                memcpy(x->data + ((ch * pt[0] + d) * pt[1] + h) * pt[2],
+                                       P->data + ((ch * pd[0] + o0 + d) * pd[1] + o1 + h) * pd[2] + o2,
+                                       sizeof(float) * (size_t)pt[2]);
+                    if ((rc = predict_tile(models[mi], be, x, o->tta, pred))) break;
+                    band_add(&b, mi, pt, pred->data, gauss, o0, o1, o2, mi == 0);
+                }
+    }
+    if (!rc) rc = band_emit(&b, b.base, b.base + b.r0, lo, in, row, emit, ectx);
+    band_free(&b);
+    free(row), free(gauss);
+    vp_tensor_free(&x), vp_tensor_free(&pred), vp_tensor_free(&P);
+    return rc ? -1 : 0;
+}
+
+struct collect {
+    vp_nnunet_result *r;
+    size_t es;
+};
+
+static int emit_collect(void *ectx, int64_t d, const void *row)
+{
+    struct collect *cl = ectx;
+    vp_nnunet_result *r = cl->r;
+    const int64_t D = r->dims[0], hw = r->dims[1] * r->dims[2];
+    unsigned char *dst = r->half ? (unsigned char *)r->h : (unsigned char *)r->f;
+    for (int64_t k = 0; k < r->n_classes; k++)
+        memcpy(dst + (size_t)((k * D + d) * hw) * cl->es, (const unsigned char *)row + (size_t)(k * hw) * cl->es,
+               (size_t)hw * cl->es);
+    return 0;
 }
 
 vp_nnunet_result *vp_nnunet_predict(vp_unet *const *models, int n, const vp_nn_backend *be, const vp_tensor *img,
                                     const vp_nnunet_opts *o)
 {
-    const vp_unet_cfg *c = &models[0]->cfg;
     if (vp_nn_check_act("nnunet", "image", img)) return NULL;
-    if (img->shape[0] != 1 || img->shape[1] != c->in_ch)
-        return vp_error("nnunet: image has %lld channels, the model takes %d", (long long)img->shape[1], c->in_ch), NULL;
-    for (int i = 1; i < n; i++)
-        if (memcmp(models[i]->cfg.patch, c->patch, sizeof c->patch) || models[i]->cfg.n_classes != c->n_classes ||
-            models[i]->cfg.in_ch != c->in_ch)
-            return vp_error("nnunet: model %d differs from model 0 in patch size, classes or channels", i), NULL;
-    if (!(o->step > 0 && o->step <= 1)) return vp_error("nnunet: tile step %g not in (0, 1]", o->step), NULL;
-    /* pad_nd_image: zeros, centred */
-    int64_t pd[3], lo[3];
-    const int64_t C = img->shape[1];
-    for (int a = 0; a < 3; a++) {
-        const int64_t s = img->shape[2 + a];
-        pd[a] = s > c->patch[a] ? s : c->patch[a];
-        lo[a] = (pd[a] - s) / 2;
-    }
-    vp_tensor *P = vp_tensor_zeros(5, (int64_t[5]){1, C, pd[0], pd[1], pd[2]});
-    const int64_t D = img->shape[2], H = img->shape[3], W = img->shape[4];
-    for (int64_t ch = 0; ch < C; ch++)
-        for (int64_t d = 0; d < D; d++)
-            for (int64_t h = 0; h < H; h++)
-                memcpy(P->data + ((ch * pd[0] + d + lo[0]) * pd[1] + h + lo[1]) * pd[2] + lo[2],
-                       img->data + ((ch * D + d) * H + h) * W, sizeof(float) * (size_t)W);
-    const int K = c->n_classes;
-    const int64_t nv = pd[0] * pd[1] * pd[2];
-    float *gauss = vp_malloc(sizeof(float) * (size_t)c->patch[0] * c->patch[1] * c->patch[2]);
-    vp_nnunet_gaussian(c->patch, o->half, gauss);
-    uint16_t *ah = o->half ? vp_malloc((size_t)K * nv * 2) : NULL, *sumh = NULL;
-    float *af = o->half ? NULL : vp_malloc((size_t)K * nv * sizeof(float)), *sumf = NULL;
-    int rc = 0;
-    for (int i = 0; i < n && !rc; i++) {
-        if (o->half) memset(ah, 0, (size_t)K * nv * 2);
-        else memset(af, 0, (size_t)K * nv * sizeof(float));
-        if ((rc = predict_one(models[i], be, P, o, gauss, ah, af))) break;
-        if (n == 1) break;
-        if (i == 0) { /* prediction = first; then prediction += next (in the aggregation dtype) */
-            if (o->half) sumh = ah, ah = vp_malloc((size_t)K * nv * 2);
-            else sumf = af, af = vp_malloc((size_t)K * nv * sizeof(float));
-            continue;
-        }
-        for (int64_t j = 0; j < K * nv; j++) {
-            if (o->half) sumh[j] = f2h(h2f(sumh[j]) + h2f(ah[j]));
-            else sumf[j] += af[j];
-        }
-    }
-    if (!rc && n > 1) {
-        free(ah), free(af);
-        ah = sumh, af = sumf;
-        sumh = NULL, sumf = NULL;
-        for (int64_t j = 0; j < K * nv; j++) {
-            if (o->half) ah[j] = f2h(h2f(ah[j]) / (float)n);
-            else af[j] /= (float)n;
-        }
-    }
-    free(sumh), free(sumf), free(gauss);
-    vp_tensor_free(&P);
-    if (rc) {
-        free(ah), free(af);
+    vp_nnunet_result *r = vp_calloc(1, sizeof *r);
+    r->n_classes = models[0]->cfg.n_classes, r->half = o->half;
+    for (int a = 0; a < 3; a++) r->dims[a] = img->shape[2 + a];
+    struct collect cl = {r, o->half ? 2 : 4};
+    const size_t cnt = (size_t)((int64_t)r->n_classes * r->dims[0] * r->dims[1] * r->dims[2]);
+    if (o->half) r->h = vp_malloc(cnt * 2);
+    else r->f = vp_malloc(cnt * sizeof(float));
+    if (vp_nnunet_predict_rows(models, n, be, img, o, emit_collect, &cl)) {
+        vp_nnunet_result_free(&r);
         return NULL;
     }
-    /* crop back to the input grid */
-    vp_nnunet_result *r = vp_calloc(1, sizeof *r);
-    r->n_classes = K, r->half = o->half;
-    r->dims[0] = D, r->dims[1] = H, r->dims[2] = W;
-    const size_t es = o->half ? 2 : 4;
-    unsigned char *src = o->half ? (unsigned char *)ah : (unsigned char *)af;
-    unsigned char *dst = vp_malloc((size_t)K * D * H * W * es);
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t d = 0; d < D; d++)
-            for (int64_t h = 0; h < H; h++)
-                memcpy(dst + (((k * D + d) * H + h) * W) * es,
-                       src + ((k * nv) + ((d + lo[0]) * pd[1] + h + lo[1]) * pd[2] + lo[2]) * es, (size_t)W * es);
-    free(src);
-    if (o->half) r->h = (uint16_t *)dst;
-    else r->f = (float *)dst;
     return r;
 }
 

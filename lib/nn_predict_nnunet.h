@@ -2,7 +2,8 @@
  * predict_sliding_window_return_logits) for PlainConvUNet models, and fold ensembles.
  *
  * Ownership: vp_nnunet_predict() returns a result the caller frees with vp_nnunet_result_free();
- * it holds the aggregated logits of the (padded) volume, in f16 (as nnU-Net keeps them) or f32.
+ * it holds the aggregated logits of the volume, in f16 (as nnU-Net keeps them) or f32.
+ * vp_nnunet_predict_rows() keeps nothing: it hands each final row to a callback.
  *
  * What is reproduced, step by step as nnU-Net does it:
  *   - the image (C, D, H, W) is padded with zeros to at least the patch size, centred
@@ -18,6 +19,13 @@
  *     memory: 2 bytes per class and voxel); half = 0 keeps f32 (4 bytes).
  *   - several models (folds): their logits are summed in the aggregation dtype and divided by
  *     their count, as nnU-Net's predict_logits_from_preprocessed_data.
+ * Memory: tiles are visited d-row by d-row, so once every tile starting at d-row s has run, the
+ * rows before the next start get no more contributions and are final. Only a band of patch[0]
+ * rows of the padded volume is aggregated (per model K x patch[0] x H x W values plus the weights);
+ * each final row is divided, averaged over the models, cropped and handed to a callback
+ * (vp_nnunet_predict_rows), then the band moves on. Every voxel sees the same operations in the
+ * same order as with nnU-Net's full-size buffers, so the values are bit for bit the same;
+ * vp_nnunet_predict() collects the rows into a full result (2 or 4 bytes x classes x voxels).
  * The image must already be preprocessed (intensity-normalised, at the model's spacing, in the
  * model's axis order); the caller does that.
  */
@@ -49,6 +57,16 @@ int vp_nnunet_steps(int64_t image, int tile, double step, int64_t *out, int max)
 /* The importance map (compute_gaussian, value_scaling_factor 10) for patch (d, h, w), as the
  * float values of the aggregation dtype (f16-rounded when half). out holds d*h*w floats. */
 void vp_nnunet_gaussian(const int patch[3], int half, float *out);
+
+/* Called once per final row d (0 <= d < D, ascending) of the aggregated logits with that row:
+ * K x H x W values (class planes H*W apart, W fastest), f16 bits when half, else f32. 0 to go on,
+ * -1 (after vp_error) to stop. */
+typedef int (*vp_nnunet_emit_fn)(void *ectx, int64_t d, const void *row);
+
+/* Predict image (1, C, D, H, W) with models[0..n) (same architecture and patch) in bounded memory,
+ * every final row to emit. 0, or -1 after vp_error(). */
+int vp_nnunet_predict_rows(vp_unet *const *models, int n, const vp_nn_backend *be, const vp_tensor *img,
+                           const vp_nnunet_opts *o, vp_nnunet_emit_fn emit, void *ectx);
 
 /* Predict image (1, C, D, H, W) with models[0..n) (same architecture and patch); NULL after
  * vp_error(). */

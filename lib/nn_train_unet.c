@@ -97,6 +97,7 @@ vp_trainable *vp_trainable_new_unet(const vp_unet_cfg *cfg, uint64_t seed)
 {
     const vp_unet_cfg *c = cfg;
     const int S = c->n_stages, one[3] = {1, 1, 1};
+    if (c->resenc) return vp_error("unet: ResidualEncoderUNet models are not trainable here (inference only, infer-unet)"), NULL;
     if (c->in_ch < 1 || c->n_classes < 1 || S < 2 || S > VP_UNET_MAXSTAGE || !(c->norm_eps > 0))
         return vp_error("unet: bad configuration (in %d, classes %d, %d stages)", c->in_ch, c->n_classes, S), NULL;
     for (int s = 0; s < S; s++) {

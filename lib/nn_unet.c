@@ -1,6 +1,8 @@
 /* nn_unet.c - PlainConvUNet: metadata, weights, forward (see nn_unet.h). */
 #include "nn_unet.h"
 
+#include "nn_resenc.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,14 +49,15 @@ int vp_unet_cfg_from_meta(const vp_safetensors *st, const char *where, vp_unet_c
     memset(c, 0, sizeof *c);
     const char *arch = vp_st_meta(st, "architecture");
     if (!arch) return vp_error("%s: __metadata__ has no \"architecture\" (not a voxpipe model file?)", where);
-    if (strcmp(arch, "PlainConvUNet"))
-        return vp_error("%s: architecture \"%s\" is not PlainConvUNet", where, arch);
+    if (!strcmp(arch, "ResidualEncoderUNet")) c->resenc = 1;
+    else if (strcmp(arch, "PlainConvUNet"))
+        return vp_error("%s: architecture \"%s\" is not PlainConvUNet or ResidualEncoderUNet", where, arch);
     if (meta_pos(st, where, "input_channels", &c->in_ch, 1, 4096) || meta_pos(st, where, "num_classes", &c->n_classes, 1, 65535) ||
         meta_pos(st, where, "n_stages", &c->n_stages, 2, VP_UNET_MAXSTAGE))
         return -1;
     int S = c->n_stages, tmp[3 * VP_UNET_MAXSTAGE];
     if (meta_ints(st, where, "features_per_stage", c->features, S, 1) < 0 ||
-        meta_ints(st, where, "n_conv_per_stage", c->n_conv, S, 1) < 0 ||
+        meta_ints(st, where, c->resenc ? "n_blocks_per_stage" : "n_conv_per_stage", c->n_conv, S, 1) < 0 ||
         meta_ints(st, where, "n_conv_per_stage_decoder", c->n_conv_dec, S - 1, 1) < 0 ||
         meta_ints(st, where, "patch_size", c->patch, 3, 1) < 0)
         return -1;
@@ -97,9 +100,8 @@ static vp_tensor *load2(const vp_safetensors *st, const char *name, const char *
     return vp_st_load_shape(st, name, ndim, shape);
 }
 
-/* One ConvDropoutNormReLU block under prefix (".../convs.C"). */
-static int load_block(const vp_safetensors *st, const char *prefix, const vp_unet_cfg *c, int ci, int co, const int k[3],
-                      const int s[3], vp_unet_conv *b)
+int vp_unet_load_block(const vp_safetensors *st, const char *prefix, int with_bias, int ci, int co, const int k[3],
+                       const int s[3], vp_unet_conv *b)
 {
     char n1[256], n2[256];
     int64_t ws[5] = {co, ci, k[0], k[1], k[2]}, vs[1] = {co};
@@ -107,7 +109,7 @@ static int load_block(const vp_safetensors *st, const char *prefix, const vp_une
     memcpy(b->s, s, sizeof b->s);
     snprintf(n1, sizeof n1, "%s.conv.weight", prefix), snprintf(n2, sizeof n2, "%s.all_modules.0.weight", prefix);
     if (!(b->w = load2(st, n1, n2, 5, ws))) return -1;
-    if (c->conv_bias) {
+    if (with_bias) {
         snprintf(n1, sizeof n1, "%s.conv.bias", prefix), snprintf(n2, sizeof n2, "%s.all_modules.0.bias", prefix);
         if (!(b->b = load2(st, n1, n2, 1, vs))) return -1;
     }
@@ -126,11 +128,12 @@ vp_unet *vp_unet_from_st(const vp_safetensors *st, const char *where, const vp_u
     const int S = c->n_stages, one[3] = {1, 1, 1};
     char pre[160];
     int ci = c->in_ch;
-    for (int s = 0; s < S; s++) {
+    if (c->resenc && vp_resenc_load(st, m)) goto fail;
+    for (int s = 0; s < S && !c->resenc; s++) {
         m->enc[s] = vp_calloc((size_t)c->n_conv[s], sizeof(vp_unet_conv));
         for (int j = 0; j < c->n_conv[s]; j++) {
             snprintf(pre, sizeof pre, "encoder.stages.%d.0.convs.%d", s, j);
-            if (load_block(st, pre, c, j ? c->features[s] : ci, c->features[s], c->kernel[s], j ? one : c->stride[s], &m->enc[s][j]))
+            if (vp_unet_load_block(st, pre, c->conv_bias, j ? c->features[s] : ci, c->features[s], c->kernel[s], j ? one : c->stride[s], &m->enc[s][j]))
                 goto fail;
         }
         ci = c->features[s];
@@ -148,7 +151,7 @@ vp_unet *vp_unet_from_st(const vp_safetensors *st, const char *where, const vp_u
         m->dec[d] = vp_calloc((size_t)c->n_conv_dec[d], sizeof(vp_unet_conv));
         for (int j = 0; j < c->n_conv_dec[d]; j++) {
             snprintf(pre, sizeof pre, "decoder.stages.%d.convs.%d", d, j);
-            if (load_block(st, pre, c, j ? cs : 2 * cs, cs, c->kernel[skip], one, &m->dec[d][j])) goto fail;
+            if (vp_unet_load_block(st, pre, c->conv_bias, j ? cs : 2 * cs, cs, c->kernel[skip], one, &m->dec[d][j])) goto fail;
         }
     }
     int64_t sws[5] = {c->n_classes, c->features[0], 1, 1, 1}, sbs[1] = {c->n_classes};
@@ -186,6 +189,7 @@ void vp_unet_free(vp_unet **mp)
 {
     vp_unet *m = *mp;
     if (!m) return;
+    vp_resenc_free(m);
     for (int s = 0; s < m->cfg.n_stages; s++) {
         free_blocks(&m->enc[s], m->cfg.n_conv[s]);
         if (s < m->cfg.n_stages - 1) free_blocks(&m->dec[s], m->cfg.n_conv_dec[s]);
@@ -204,15 +208,14 @@ void vp_unet_divisor(const vp_unet_cfg *c, int out[3])
     }
 }
 
-/* conv -> instance norm -> leaky relu; returns a new tensor (x is left alone) or NULL. */
-static vp_tensor *block_fwd(const vp_unet *m, const vp_nn_backend *be, const vp_unet_conv *b, const vp_tensor *x)
+vp_tensor *vp_unet_block_fwd(const vp_unet *m, const vp_nn_backend *be, const vp_unet_conv *b, const vp_tensor *x, int act)
 {
     vp_conv3d_params p = {{b->s[0], b->s[1], b->s[2]}, {(b->k[0] - 1) / 2, (b->k[1] - 1) / 2, (b->k[2] - 1) / 2}, {0}};
     int64_t os[5];
     if (vp_nn_conv3d_shape(x, b->w, b->b, &p, os)) return NULL;
     vp_tensor *t = vp_tensor_new(5, os), *y = vp_tensor_new(5, os);
     if (be->conv3d(be, x, b->w, b->b, &p, t) || be->instance_norm(be, t, m->cfg.norm_eps, b->gamma, b->beta, y) ||
-        be->leaky_relu(be, y, m->cfg.slope, y)) {
+        (act && be->leaky_relu(be, y, m->cfg.slope, y))) {
         vp_tensor_free(&t), vp_tensor_free(&y);
         return NULL;
     }
@@ -224,7 +227,7 @@ static vp_tensor *block_fwd(const vp_unet *m, const vp_nn_backend *be, const vp_
 static int blocks_fwd(const vp_unet *m, const vp_nn_backend *be, const vp_unet_conv *b, int n, vp_tensor **x, int own)
 {
     for (int j = 0; j < n; j++) {
-        vp_tensor *y = block_fwd(m, be, &b[j], *x);
+        vp_tensor *y = vp_unet_block_fwd(m, be, &b[j], *x, 1);
         if (own || j) vp_tensor_free(x);
         if (!y) return -1;
         *x = y;
@@ -252,8 +255,16 @@ int vp_unet_forward(const vp_unet *m, const vp_nn_backend *be, const vp_tensor *
 
     vp_tensor *skips[VP_UNET_MAXSTAGE] = {0}, *cur = NULL;
     int rc = -1;
+    vp_tensor *stem = NULL;
+    if (c->resenc && !(stem = vp_resenc_stem(m, be, x))) goto out;
     for (int s = 0; s < S; s++) {
         vp_tensor *in = s ? skips[s - 1] : (vp_tensor *)x;
+        if (c->resenc) {
+            skips[s] = vp_resenc_stage(m, be, s, s ? in : stem);
+            if (!s) vp_tensor_free(&stem);
+            if (!skips[s]) goto out;
+            continue;
+        }
         if (blocks_fwd(m, be, m->enc[s], c->n_conv[s], &in, 0)) goto out;
         skips[s] = in;
     }

@@ -1,4 +1,6 @@
-/* nn_unet.h - nnU-Net v2's PlainConvUNet (dynamic_network_architectures) forward pass.
+/* nn_unet.h - nnU-Net v2's PlainConvUNet and ResidualEncoderUNet (dynamic_network_architectures)
+ * forward pass. The residual encoder (ResEnc M/L/XL presets) is in nn_resenc.h; the decoder and
+ * everything else are shared.
  *
  * Ownership: vp_unet_load() returns a model that owns its configuration and every weight tensor;
  * vp_unet_free() releases them. vp_unet_forward() allocates its activations itself and frees each
@@ -18,7 +20,8 @@
  * (the aliases .all_modules.0 / .all_modules.1 that PyTorch also writes for conv / norm are accepted).
  *
  * __metadata__ keys (strings; lists comma-separated, per-stage triples separated by ';'):
- *   architecture "PlainConvUNet", input_channels, num_classes, n_stages, features_per_stage,
+ *   architecture "PlainConvUNet" or "ResidualEncoderUNet" (then "n_blocks_per_stage" replaces
+ *   "n_conv_per_stage"), input_channels, num_classes, n_stages, features_per_stage,
  *   kernel_sizes, strides, n_conv_per_stage, n_conv_per_stage_decoder, patch_size (d,h,w),
  *   optional: conv_bias (default 1), norm_eps (1e-5), nonlin_slope (0.01), axes ("zyx"),
  *   mirror_axes ("0,1,2"), spacing, normalization, labels (JSON, not read here).
@@ -41,6 +44,7 @@ typedef struct vp_unet_cfg {
     int n_conv_dec[VP_UNET_MAXSTAGE]; /* n_stages - 1 entries */
     int conv_bias;
     float norm_eps, slope;
+    int resenc;         /* 1: ResidualEncoderUNet (n_conv[s] = residual blocks of stage s) */
     int patch[3];       /* d, h, w */
     int mirror_axes[3]; /* 1 when TTA may flip that axis (d, h, w) */
 } vp_unet_cfg;
@@ -50,8 +54,17 @@ typedef struct vp_unet_conv {
     int k[3], s[3];
 } vp_unet_conv;
 
+/* One BasicBlockD of the residual encoder (nn_resenc.h). */
+typedef struct vp_unet_resblock {
+    vp_unet_conv c1, c2; /* c2 has no nonlinearity of its own */
+    vp_unet_conv proj;   /* skip 1x1x1 conv (no bias) + norm; proj.w NULL: none */
+    int pool[3];         /* skip average pool kernel = stride; all 1: none */
+} vp_unet_resblock;
+
 typedef struct vp_unet {
     vp_unet_cfg cfg;
+    vp_unet_conv stem;                      /* ResEnc only */
+    vp_unet_resblock *res[VP_UNET_MAXSTAGE]; /* ResEnc: n_conv[s] blocks each (enc[] unused) */
     vp_unet_conv *enc[VP_UNET_MAXSTAGE]; /* n_conv[s] each */
     vp_unet_conv *dec[VP_UNET_MAXSTAGE]; /* n_conv_dec[s] each */
     vp_tensor *tw[VP_UNET_MAXSTAGE], *tb[VP_UNET_MAXSTAGE];
@@ -70,6 +83,15 @@ vp_unet *vp_unet_from_st(const vp_safetensors *st, const char *where, const vp_u
 vp_unet *vp_unet_load(const char *path);
 
 void vp_unet_free(vp_unet **m);
+
+/* Load one ConvDropoutNormReLU (conv weight, conv bias when with_bias, norm gamma/beta) under
+ * prefix ("....convs.C"; the .all_modules.0/1 aliases accepted) as a ci -> co conv with kernel k and
+ * stride s into b; -1 after vp_error(). Shared with nn_resenc.c. */
+int vp_unet_load_block(const vp_safetensors *st, const char *prefix, int with_bias, int ci, int co, const int k[3],
+                       const int s[3], vp_unet_conv *b);
+
+/* conv -> instance norm (-> leaky relu when act) on x: a new tensor, or NULL after vp_error(). */
+vp_tensor *vp_unet_block_fwd(const vp_unet *m, const vp_nn_backend *be, const vp_unet_conv *b, const vp_tensor *x, int act);
 
 /* Smallest multiple the input's (d, h, w) must be of: the product of the strides per axis. */
 void vp_unet_divisor(const vp_unet_cfg *cfg, int out[3]);

@@ -11,7 +11,8 @@ modules, *.all_modules.* and decoder.encoder.*, are dropped); __metadata__ holds
 (see lib/nn_unet.h for the keys) and, as JSON strings for reference, spacing, normalization,
 intensity properties and label names. Plans of both layouts are read: "architecture.arch_kwargs"
 (nnU-Net >= 2.3) and the older UNet_base_num_features / conv_kernel_sizes / pool_op_kernel_sizes.
-Only PlainConvUNet with InstanceNorm3d + LeakyReLU is supported; anything else is refused.
+PlainConvUNet and ResidualEncoderUNet (nnU-Net's residual-encoder presets, nnUNetResEncUNet{M,L,XL}Plans:
+BasicBlockD blocks, default stem) with InstanceNorm3d + LeakyReLU are supported; anything else is refused.
 The model's axes are nnU-Net's array axes; only SimpleITK-ordered (z, y, x) readers are accepted.
 Needs torch (to read the checkpoints); the safetensors package is not needed.
 """
@@ -70,7 +71,14 @@ def arch_meta(plans, dataset, conf_name, mirror_axes=(0, 1, 2)):
         kw = c["architecture"]["arch_kwargs"]
         n = kw["n_stages"]
         feats, ks, strides = kw["features_per_stage"], kw["kernel_sizes"], kw["strides"]
-        nconv, ndec, bias = kw["n_conv_per_stage"], kw["n_conv_per_stage_decoder"], kw.get("conv_bias", True)
+        nconv = kw["n_blocks_per_stage"] if cls == "ResidualEncoderUNet" else kw["n_conv_per_stage"]
+        ndec, bias = kw["n_conv_per_stage_decoder"], kw.get("conv_bias", True)
+        if cls == "ResidualEncoderUNet":
+            block = str(kw.get("block") or "BasicBlockD").split(".")[-1]
+            if block != "BasicBlockD" or kw.get("bottleneck_channels") is not None or kw.get("stem_channels") is not None:
+                raise SystemExit(f"convert_nnunet: error: ResidualEncoderUNet with block {block}, bottleneck_channels"
+                                 f" {kw.get('bottleneck_channels')}, stem_channels {kw.get('stem_channels')}: only"
+                                 " BasicBlockD with the default stem (nnU-Net's ResEnc presets) is supported")
         norm, nonlin = kw.get("norm_op", ""), kw.get("nonlin", "")
         eps = (kw.get("norm_op_kwargs") or {}).get("eps", 1e-5)
         slope = (kw.get("nonlin_kwargs") or {}).get("negative_slope", 0.01)
@@ -81,8 +89,9 @@ def arch_meta(plans, dataset, conf_name, mirror_axes=(0, 1, 2)):
         feats = [min(c["UNet_base_num_features"] * 2 ** i, c["unet_max_num_features"]) for i in range(n)]
         nconv, ndec, bias = c["n_conv_per_stage_encoder"], c["n_conv_per_stage_decoder"], True
         norm, nonlin, eps, slope = "torch.nn.modules.instancenorm.InstanceNorm3d", "torch.nn.LeakyReLU", 1e-5, 0.01
-    if cls != "PlainConvUNet":
-        raise SystemExit(f"convert_nnunet: error: network class {cls} is not supported (PlainConvUNet only)")
+    if cls not in ("PlainConvUNet", "ResidualEncoderUNet"):
+        raise SystemExit(f"convert_nnunet: error: network class {cls} is not supported"
+                         " (PlainConvUNet and ResidualEncoderUNet only)")
     if "InstanceNorm3d" not in norm or "LeakyReLU" not in nonlin:
         raise SystemExit(f"convert_nnunet: error: norm {norm} / nonlin {nonlin}: only InstanceNorm3d + LeakyReLU")
     if len(c["patch_size"]) != 3:
@@ -94,19 +103,19 @@ def arch_meta(plans, dataset, conf_name, mirror_axes=(0, 1, 2)):
     labels = dataset["labels"]
     if any(isinstance(v, (list, tuple)) for v in labels.values()):
         raise SystemExit("convert_nnunet: error: region-based label definitions are not supported")
-    nconv = nconv if isinstance(nconv, list) else [nconv] * n
-    ndec = ndec if isinstance(ndec, list) else [ndec] * (n - 1)
+    nconv = nconv if isinstance(nconv, (list, tuple)) else [nconv] * n
+    ndec = ndec if isinstance(ndec, (list, tuple)) else [ndec] * (n - 1)
     j = lambda v: ",".join(str(int(x)) for x in v)
     props = plans.get("foreground_intensity_properties_per_channel", {})
     return {
-        "architecture": "PlainConvUNet",
+        "architecture": cls,
         "input_channels": len(dataset.get("channel_names", dataset.get("modality", {"0": ""}))),
         "num_classes": len(labels),
         "n_stages": n,
         "features_per_stage": j(feats),
         "kernel_sizes": ";".join(j(k) for k in trip(ks, n)),
         "strides": ";".join(j(s) for s in trip(strides, n)),
-        "n_conv_per_stage": j(nconv),
+        ("n_blocks_per_stage" if cls == "ResidualEncoderUNet" else "n_conv_per_stage"): j(nconv),
         "n_conv_per_stage_decoder": j(ndec),
         "conv_bias": int(bool(bias)),
         "norm_eps": repr(float(eps)),

@@ -55,10 +55,10 @@ make_fixture() {
 
 @test "convert_nnunet refuses an unsupported architecture" {
     make_fixture
-    sed -i 's/unet.PlainConvUNet/unet.ResidualEncoderUNet/' "$T/results/plans.json"
+    sed -i 's/unet.PlainConvUNet/unet.ResidualUNet/' "$T/results/plans.json"
     run "$VOXPIPE_PY" "$VOXPIPE_ROOT/tools/convert_nnunet.py" "$T/results" "$T/bad"
     [ "$status" -ne 0 ]
-    [[ "$output" == *"network class ResidualEncoderUNet is not supported"* ]]
+    [[ "$output" == *"network class ResidualUNet is not supported"* ]]
     [ ! -e "$T/bad_fold_0.safetensors" ]
 }
 

@@ -61,12 +61,13 @@ Test(unet, forward_aliases)
     forward_case(G "tiny_alias.safetensors", G "tiny_alias.safetensors", 1e-4);
 }
 
-/* Missing tensor, wrong shape, another architecture, missing metadata: NULL and a message. */
+/* Missing tensor, wrong shape, PlainConvUNet weights labelled ResidualEncoderUNet (no n_blocks_per_stage),
+ * missing metadata: NULL and a message. */
 Test(unet, bad_models, .init = cr_redirect_stderr)
 {
     const char *files[] = {"tiny_missing", "tiny_shape", "tiny_arch", "tiny_nometa", "nonexistent"};
     const char *want[] = {"decoder.transpconvs.0.bias\" missing", "decoder.stages.0.convs.0.conv.weight\": shape",
-                          "ResidualEncoderUNet\" is not PlainConvUNet", "no \"strides\"", "nonexistent"};
+                          "tiny_arch.safetensors: __metadata__ has no \"n_blocks_per_stage\"", "no \"strides\"", "nonexistent"};
     for (int i = 0; i < 5; i++) {
         char p[128];
         snprintf(p, sizeof p, G "%s.safetensors", files[i]);
