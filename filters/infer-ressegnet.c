@@ -3,6 +3,7 @@
 #include "endpoint.h"
 #include "filter.h"
 #include "frame.h"
+#include "nn_infer_cuda.h"
 #include "nn_meta.h"
 #include "nn_preprocess.h"
 #include "nn_segresnet.h"
@@ -26,14 +27,14 @@ static double cval = 0;
 static const char *vol_name = "image";
 static const char *label_name = "label";
 static int want_prob = 0;
-static int backend = 1; /* ref, cpu, cuda */
+static const char *backend = "cpu";
+static long sw_batch = 1;
 static int no_preprocess = 0;
-static int aggregate = 0; /* band, f32 */
+static int aggregate = 0; /* band, f32, f16 */
 
 static const char *const blends[] = {"gaussian", "constant", NULL};
 static const char *const pads[] = {"constant", "replicate", NULL};
-static const char *const backends[] = {"ref", "cpu", "cuda", NULL};
-static const char *const aggregates[] = {"band", "f32", NULL};
+static const char *const aggregates[] = {"band", "f32", "f16", NULL};
 
 static const struct vp_opt opts[] = {
     {'i', "in", "ENDPOINT", VP_OPT_STR, &in_spec, "where to read the stream: -, FILE, @tcp://ADDR:PORT, >tcp://HOST:PORT", 0, 0, NULL},
@@ -49,8 +50,9 @@ static const struct vp_opt opts[] = {
     {0, "label", "NAME", VP_OPT_STR, &label_name, "name of the label volume written (default: label)", 0, 0, NULL},
     {0, "prob", NULL, VP_OPT_FLAG, &want_prob, "also write 'prob': softmax probabilities, f16, one channel per class", 0, 0, NULL},
     {0, "no-preprocess", NULL, VP_OPT_FLAG, &no_preprocess, "the image is already on the model's spacing and intensity scale: use it as it is", 0, 0, NULL},
-    {0, "aggregate", "MODE", VP_OPT_CHOICE, &aggregate, "band (default: bounded memory, same result) or f32 (whole volume, as MONAI)", 0, 0, aggregates},
-    {0, "backend", "NAME", VP_OPT_CHOICE, &backend, "nn backend: cpu (default), ref (slow reference) or cuda (GPU 0; exit 4 when none)", 0, 0, backends},
+    {0, "aggregate", "MODE", VP_OPT_CHOICE, &aggregate, "band (default: bounded memory, same result), f32 (whole volume, as MONAI) or f16 (cuda: an f16 band)", 0, 0, aggregates},
+    {0, "backend", "NAME", VP_OPT_STR, &backend, "nn backend: cpu (default), ref (slow reference), cuda, cuda:N or cuda:N:MATH (MATH f32, tf32, f16, bf16; exit 4 without a GPU)", 0, 0, NULL},
+    {0, "sw-batch", "N", VP_OPT_INT, &sw_batch, "cuda: windows per forward pass (sw_batch_size, 1..64, default 1; same result); the CPU runs one at a time", 1, 64, NULL},
     {0, NULL, NULL, 0, NULL, NULL, 0, 0, NULL},
 };
 
@@ -83,12 +85,26 @@ static const struct vp_cmd cmd = {
     "exact ties) on the input grid with the input's affine, and with --prob the softmax as 'prob'\n"
     "(f16, nx x ny x nz x classes). Meta 'labels' gets the model's voxpipe.labels names (for vol-info\n"
     "and dcm-store). Other volumes and meta pass through. A case whose image has NaN voxels (after\n"
-    "preprocessing), a wrong channel count or is missing is an error (exit 3).",
+    "preprocessing), a wrong channel count or is missing is an error (exit 3).\n"
+    "\n"
+    "GPU (--backend cuda, cuda:N, cuda:N:MATH; plain cuda takes its math from VP_CUDA_MATH): the\n"
+    "preprocessed case is uploaded once and everything else runs on the device: windows cut there,\n"
+    "the device-resident SegResNet (weights uploaded once; NDHWC activations for tf32/f16/bf16 math,\n"
+    "NCDHW for f32; VP_CUDA_LAYOUT=ncdhw|ndhwc overrides), --sw-batch windows per pass, the weighted\n"
+    "sum in a band of roi-x rows on the device (f32, the CPU's sums, for --aggregate band and f32\n"
+    "alike; --aggregate f16 halves it, labels may then differ where classes nearly tie) and\n"
+    "the argmax there; only the labels come back (with --prob the averaged logits of the whole\n"
+    "volume come back in f32 too: K x the volume x 4 bytes of host memory). With f32 math the labels\n"
+    "are the CPU backend's up to the convolutions' rounding (cuDNN). Models with upsample_mode deconv\n"
+    "run op by op through the CUDA backend (host-staged, slow). Out of device memory, no GPU, or a\n"
+    "failing CUDA/cuDNN call: a message naming it on stderr and exit 4, nothing written.",
     opts, 0, 0,
 };
 
 struct ctx {
-    vp_segresnet *m;
+    vp_segresnet *m;      /* the CPU model (NULL when the device runs it) */
+    vp_infer_cuda *ic;    /* the device path (NULL on the CPU backends) */
+    vp_segresnet_cfg cfg; /* the model's configuration */
     const vp_nn_backend *be;
     vp_sw_params sw;
     vp_nn_meta meta;
@@ -147,7 +163,7 @@ static int step(vp_case *cs, void *vctx)
 {
     struct ctx *c = vctx;
     vp_vol *v = vp_case_vol(cs, vol_name);
-    const vp_segresnet_cfg *cfg = vp_segresnet_config(c->m);
+    const vp_segresnet_cfg *cfg = &c->cfg;
     char ctxs[VP_MAX_ID + 300];
     snprintf(ctxs, sizeof ctxs, "case '%s': volume '%s'", cs->id, vol_name);
     if (!v) return vp_error("case '%s': no volume '%s'", cs->id, vol_name), VP_ERR_DATA;
@@ -182,7 +198,23 @@ static int step(vp_case *cs, void *vctx)
     }
     vp_vol_free(&pv);
     int rc;
-    if (aggregate == 0) rc = vp_sliding_window_rows(x, &c->sw, predict, c, NULL, emit_row, &s);
+    if (c->ic) {
+        vp_tensor *lg = NULL;
+        if (want_prob) {
+            int64_t ls[5] = {1, K, x->shape[2], x->shape[3], x->shape[4]};
+            lg = vp_tensor_new(5, ls);
+        }
+        rc = vp_infer_cuda_run(c->ic, x, &c->sw, s.lab, lg);
+        vp_debug("case '%s': %s: device memory peak %.1f MiB", cs->id, c->be->name, vp_infer_cuda_peak_bytes(c->ic) / 1048576.0);
+        const int64_t D = x->shape[2], HW = x->shape[3] * x->shape[4];
+        float *row = rc || !lg ? NULL : vp_malloc(sizeof(float) * (size_t)(K * HW));
+        for (int64_t d = 0; row && !rc && d < D; d++) { /* the softmax, row by row (the argmax is the device's) */
+            for (int64_t k = 0; k < K; k++) memcpy(row + k * HW, lg->data + (k * D + d) * HW, sizeof(float) * (size_t)HW);
+            rc = emit_row(&s, d, K, row);
+        }
+        free(row);
+        vp_tensor_free(&lg);
+    } else if (aggregate == 0) rc = vp_sliding_window_rows(x, &c->sw, predict, c, NULL, emit_row, &s);
     else {
         vp_tensor *y = NULL;
         rc = vp_sliding_window(x, &c->sw, predict, c, NULL, &y);
@@ -199,7 +231,8 @@ static int step(vp_case *cs, void *vctx)
     free(s.l);
     if (rc) {
         vp_vol_free(&s.lab), vp_vol_free(&s.prob);
-        return vp_error("case '%s': inference failed", cs->id), VP_ERR_RUNTIME;
+        vp_error("case '%s': inference failed (backend %s)", cs->id, c->be->name);
+        return vp_infer_cuda_is_cuda(c->be) ? vp_cuda_exit_code(VP_ERR_RUNTIME) : VP_ERR_RUNTIME;
     }
     if (!no_preprocess && prep.resampled) {
         vp_vol *lb = vp_nn_labels_back(s.lab, &prep, ctxs), *pb = s.prob ? vp_nn_linear_back(s.prob, &prep, ctxs) : NULL;
@@ -220,6 +253,10 @@ int main(int argc, char **argv)
 {
     vp_cli_parse(&cmd, argc, argv);
     if (!model_path) vp_usage_error("--model is required");
+    if (strcmp(backend, "ref") && strcmp(backend, "cpu") && strncmp(backend, "cuda", 4))
+        vp_usage_error("--backend: '%s' is not cpu, ref, cuda, cuda:N or cuda:N:MATH", backend);
+    const int on_cuda = !strncmp(backend, "cuda", 4);
+    if (aggregate == 2 && !on_cuda) vp_usage_error("--aggregate f16 is for the cuda backend (the CPU aggregates in f32)");
     struct ctx c = {0};
     if (roi_arg && parse_roi(roi_arg, c.sw.roi)) vp_usage_error("--roi: '%s' is not X,Y,Z of positive sizes", roi_arg);
     vp_safetensors *st = vp_st_open(model_path);
@@ -229,6 +266,7 @@ int main(int argc, char **argv)
         vp_st_close(&st);
         return VP_ERR_DATA;
     }
+    c.cfg = *vp_segresnet_config(c.m);
     if (!roi_arg) {
         const char *r = vp_st_meta(st, "voxpipe.roi");
         if (!r) vp_die(VP_ERR_USAGE, "%s: no voxpipe.roi in the metadata: give --roi", model_path);
@@ -242,7 +280,6 @@ int main(int argc, char **argv)
     char desc[256];
     vp_nn_meta_describe(&c.meta, desc, sizeof desc);
     vp_debug("%s: %s%s", model_path, desc, no_preprocess ? " (not applied: --no-preprocess)" : "");
-    vp_st_close(&st);
     int div = vp_segresnet_divisor(c.m);
     for (int a = 0; a < 3; a++)
         if (c.sw.roi[a] % div)
@@ -253,9 +290,21 @@ int main(int argc, char **argv)
     c.sw.sigma_scale = sigma_scale;
     c.sw.pad_mode = padding == 0 ? VP_SW_PAD_CONSTANT : VP_SW_PAD_REPLICATE;
     c.sw.cval = (float)cval;
-    c.be = vp_nn_backend_get(backends[backend]);
-    if (!c.be) vp_die(VP_ERR_DEVICE, "backend %s is not available (see the message above)", backends[backend]);
+    c.be = vp_nn_backend_get(backend);
+    if (!c.be) vp_die(VP_ERR_DEVICE, "backend %s is not available (see the message above)", backend);
+    if (on_cuda && !c.cfg.deconv) { /* everything on the device; the CPU model is not needed */
+        if (!(c.ic = vp_infer_cuda_open(c.be, st, model_path, (int)sw_batch, aggregate == 2)))
+            vp_die(vp_cuda_exit_code(VP_ERR_DATA), "%s: cannot run the model on %s (see the message above)", model_path, c.be->name);
+        vp_segresnet_free(&c.m);
+        vp_debug("%s: device-resident SegResNet, %s activations, %s aggregation, %ld window(s) per pass", c.be->name,
+                 vp_infer_cuda_layout(c.be) == VP_CUDA_NDHWC ? "NDHWC" : "NCDHW", aggregate == 2 ? "f16" : "f32", sw_batch);
+    } else if (on_cuda) {
+        if (aggregate == 2) vp_usage_error("--aggregate f16: this model (upsample_mode deconv) runs op by op, aggregated on the host");
+        vp_debug("%s: upsample_mode deconv is not device-resident: op by op through the CUDA backend (host-staged)", c.be->name);
+    }
+    vp_st_close(&st);
     int rc = vp_filter_run(cmd.name, in_spec, out_spec, step, &c);
+    vp_infer_cuda_free(&c.ic);
     vp_segresnet_free(&c.m);
     vp_nn_meta_free(&c.meta);
     return rc;

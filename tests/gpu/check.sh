@@ -11,11 +11,17 @@
 #   sliding  the device-side sliding window (aggregation + argmax on the GPU) against nn_sliding.c
 #   segresnet the device-resident SegResNet (each math and layout), the host-staged drop-in path
 #            and the device sliding window with it, against MONAI's golden outputs
-#   infer    infer-ressegnet (and infer-unet when its model works on the CPU) on the shared CT with
-#            --backend cuda (f32: labels identical to cpu; VP_CUDA_MATH=f16: agreement reported)
+#   infer    infer-ressegnet on the shared CT (two cases in one stream) with the golden SegResNet:
+#            --backend cuda (device-resident SegResNet + device sliding window, f32 NCDHW; also
+#            --sw-batch 3) must give labels identical to --backend cpu; cuda:0:tf32 (NDHWC) and
+#            cuda:0:f16 --aggregate f16 report their agreement; every cuda run must have taken the
+#            device path (its -v log says so). infer-unet likewise (host-staged ops) when its
+#            model works on the CPU
 #   bench    tests/gpu/bench_torch.py (PyTorch eager f32/tf32/AMP+channels-last, whole volume) then
 #            build/gpu/bench_segresnet (voxpipe device-resident forward in each math and layout,
-#            whole volume; same model file and settings) on the same GPU
+#            whole volume; same model file and settings) on the same GPU, then
+#            tests/gpu/whole_volume.sh: infer-ressegnet itself on a volume of bench_torch.py's
+#            size (f16+f16 band, tf32, f32), time per case against PyTorch's whole-volume line
 # and prints a summary for BENCHMARKS.md. Logs go to $OUT (the device tool's output folder) or
 # tests/tmp/gpu; big files (model, streams) to tests/tmp/gpu.
 #   usage: tests/gpu/check.sh [DATA_DIR]     (default ../shared/data; the CT part SKIPs if absent)
@@ -99,39 +105,51 @@ a, b = load(sys.argv[1]), load(sys.argv[2])
 print("%.3f" % (100.0 * sum(x == y for x, y in zip(a, b)) / max(len(a), 1)) if len(a) == len(b) else "size differs")
 EOF
 }
-infer_one() { # prog label model extra-args...: runs cpu, cuda, cuda f16; sets $line
-    local prog=$1 tag=$2 model=$3; shift 3
-    local t_cpu t_cuda s e
-    for b in cpu cuda cuda16; do
-        rm -f "$WORK/$tag-$b-label.nii"
+infer_one() { # prog tag model "VARIANTS" extra-args...: sets $line. VARIANTS: space-separated
+    # NAME=BACKEND[,ARG...]; the first is the reference (cpu); a NAME ending in ! must give labels
+    # identical to it (f32 math), the others report their agreement
+    local prog=$1 tag=$2 model=$3 vars=$4; shift 4
+    local v name be s e t ref="" args
+    line=""
+    for v in $vars; do
+        name=${v%%=*}; IFS=, read -r -a args <<<"${v#*=}"; be=${args[0]}; args=("${args[@]:1}")
+        local f=${name%!}
+        rm -f "$WORK/$tag-$f-label.nii" "$WORK/$tag-$f.vxp"
         s=$(date +%s.%N)
-        if [ $b = cuda16 ]; then VP_CUDA_MATH=f16 timeout 120 bin/$prog --backend cuda -m "$model" "$@" -i "$WORK/$tag-in.vxp" -o "$WORK/$tag-$b.vxp" 2>"$LOG/$tag-$b.err"
-        else timeout 120 bin/$prog --backend $b -m "$model" "$@" -i "$WORK/$tag-in.vxp" -o "$WORK/$tag-$b.vxp" 2>"$LOG/$tag-$b.err"; fi
+        timeout 120 "bin/$prog" -v --backend "$be" "${args[@]}" -m "$model" "$@" -i "$WORK/$tag-in.vxp" -o "$WORK/$tag-$f.vxp" 2>"$LOG/$tag-$f.err"
         e=$?
-        printf -v "t_$b" '%.2f' "$(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')"
+        t=$(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
         if [ $e -ne 0 ]; then
-            [ $b = cpu ] && { line="SKIP (the cpu run failed: $(tail -1 "$LOG/$tag-$b.err"))"; return 0; }
-            say "$tag --backend $b: FAIL exit $e:"; tail -3 "$LOG/$tag-$b.err"; rc=1; fails+=("$tag-$b")
+            [ -z "$ref" ] && { line="SKIP (the $be run failed: $(tail -1 "$LOG/$tag-$f.err"))"; return 0; }
+            say "$tag --backend $be ${args[*]}: FAIL exit $e:"; tail -3 "$LOG/$tag-$f.err"; rc=1; fails+=("$tag-$f")
+            line="$line; $f ($be ${args[*]}): FAILED exit $e"
             continue
         fi
-        bin/vol-write -i "$WORK/$tag-$b.vxp" --vol label -o "$WORK/$tag-$b-{vol}.nii" 2>>"$LOG/$tag-$b.err"
+        bin/vol-write -i "$WORK/$tag-$f.vxp" --vol label -o "$WORK/$tag-$f-{vol}.nii" 2>>"$LOG/$tag-$f.err"
+        if [ -z "$ref" ]; then ref=$f; line="$f $t s"; continue; fi
+        local how pk
+        pk=$(sed -n 's/.*device memory peak \([0-9.]*\) MiB.*/\1/p' "$LOG/$tag-$f.err" | sort -g | tail -1)
+        if cmp -s "$WORK/$tag-$ref-label.nii" "$WORK/$tag-$f-label.nii"; then how="labels identical"
+        else
+            how="$(agree "$WORK/$tag-$ref-label.nii" "$WORK/$tag-$f-label.nii")% of labels agree"
+            [ "$name" != "$f" ] && { how="labels DIFFER: $how"; rc=1; fails+=("$tag-$f"); }
+        fi
+        if [ "$prog" = infer-ressegnet ] && ! grep -q 'device-resident SegResNet' "$LOG/$tag-$f.err"; then
+            how="$how, NOT the device path"; rc=1; fails+=("$tag-$f-path")
+        fi
+        line="$line; $f ($be ${args[*]}): $how, $t s${pk:+, device peak $pk MiB}"
     done
-    if [ ! -s "$WORK/$tag-cuda-label.nii" ]; then line="cuda run failed"
-    elif cmp -s "$WORK/$tag-cpu-label.nii" "$WORK/$tag-cuda-label.nii"; then line="f32 labels identical"
-    else line="f32 labels DIFFER ($(agree "$WORK/$tag-cpu-label.nii" "$WORK/$tag-cuda-label.nii")% agree)"; rc=1; fails+=("$tag")
-    fi
-    [ -s "$WORK/$tag-cuda16-label.nii" ] && line="$line; f16 math: $(agree "$WORK/$tag-cpu-label.nii" "$WORK/$tag-cuda16-label.nii")% of voxels agree"
-    line="$line; wall cpu ${t_cpu:-?} s, cuda ${t_cuda:-?} s, cuda f16 ${t_cuda16:-?} s"
 }
 if [ ! -f "$CT" ]; then
     seg="skipped (no CT)"; unet="skipped (no CT)"
 else
-    bin/vol-read "$CT" >"$WORK/seg-in.vxp" || { say "infer: FAIL: vol-read"; exit 1; }
-    infer_one infer-ressegnet seg tests/golden/segresnet/model_small.safetensors
-    seg="$line (model_small, 122x101x30, host-staged ops)"
-    bin/normalize --zscore -i "$WORK/seg-in.vxp" -o "$WORK/unet-in.vxp" 2>"$LOG/normalize.err"
-    infer_one infer-unet unet tests/golden/unet/model.safetensors --no-preprocess
-    unet="$line"
+    bin/vol-read "$CT" "$CT" >"$WORK/seg-in.vxp" || { say "infer: FAIL: vol-read"; exit 1; } # two cases
+    infer_one infer-ressegnet seg tests/golden/segresnet/model_small.safetensors \
+        "cpu=cpu cuda!=cuda cuda-b3!=cuda,--sw-batch,3 tf32=cuda:0:tf32,--sw-batch,3 f16=cuda:0:f16,--aggregate,f16,--sw-batch,3"
+    seg="$line (model_small, shared CT 122x101x30 twice, device-resident SegResNet + device sliding window)"
+    bin/vol-read "$CT" >"$WORK/unet1.vxp" && bin/normalize --zscore -i "$WORK/unet1.vxp" -o "$WORK/unet-in.vxp" 2>"$LOG/normalize.err"
+    infer_one infer-unet unet tests/golden/unet/model.safetensors "cpu=cpu cuda!=cuda f16=cuda:0:f16" --no-preprocess
+    unet="$line (host-staged ops: no device-resident U-Net)"
 fi
 say "infer-ressegnet: $seg"
 say "infer-unet: $unet"
@@ -146,6 +164,7 @@ elif [ "${SKIP_BENCH:-0}" != 1 ]; then
     rm -f "$WORK/segresnet32.safetensors"
     if step bench_torch 90 "$PY" tests/gpu/bench_torch.py "$WORK" 192 192 160 && [ -s "$WORK/segresnet32.safetensors" ]; then
         step bench_voxpipe 90 build/gpu/bench_segresnet "$WORK/segresnet32.safetensors" 192 192 160
+        step whole 150 tests/gpu/whole_volume.sh "$WORK" 192 192 160
     fi
 fi
 
@@ -163,7 +182,7 @@ grep -h '^bench' "$LOG"/ops.txt "$LOG"/sliding.txt 2>/dev/null
 say "infer-ressegnet --backend cuda vs cpu: $seg"
 say "infer-unet --backend cuda vs cpu: $unet"
 grep -h '^torch:' "$LOG/bench_torch.txt" 2>/dev/null
-grep -h '^voxpipe:' "$LOG/bench_voxpipe.txt" 2>/dev/null
+grep -h '^voxpipe:' "$LOG/bench_voxpipe.txt" "$LOG/whole.txt" 2>/dev/null
 [ ${#fails[@]} -gt 0 ] && say "failed steps: ${fails[*]}"
 say "result: $([ $rc -eq 0 ] && echo PASS || echo FAIL)"
 exit $rc

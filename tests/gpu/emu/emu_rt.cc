@@ -1,5 +1,5 @@
 // tests/gpu/emu/emu_rt.cc - the pretend device of emu_rt.h: device memory is host memory (malloc),
-// with a budget (EMU_DEVICE_MIB, default 4096) past which allocations fail as cudaMalloc does, so
+// with a budget (EMU_DEVICE_MIB, default 4096, or EMU_DEVICE_KIB) past which allocations fail as cudaMalloc does, so
 // the out-of-memory paths run; and the convolution core on the reference ops (cuDNN's stand-in).
 #include "emu_rt.h"
 
@@ -33,6 +33,8 @@ static struct report {
 
 static size_t budget()
 {
+    const char *k = getenv("EMU_DEVICE_KIB"); // finer, for out-of-memory tests of small cases
+    if (k) return (size_t)atol(k) << 10;
     const char *e = getenv("EMU_DEVICE_MIB");
     return (size_t)(e ? atol(e) : 4096) << 20;
 }

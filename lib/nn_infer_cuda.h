@@ -1,0 +1,55 @@
+/* nn_infer_cuda.h - whole-volume SegResNet inference on a CUDA device, as infer-ressegnet runs it
+ * with --backend cuda[:N[:MATH]]: the device-resident network (nn_cuda.h, vp_cuda_segresnet_*) as
+ * the predictor of the device sliding window (vp_cuda_sliding_window): the preprocessed case is
+ * uploaded once, windows are cut, predicted and aggregated on the device (f32 or f16 band), the
+ * argmax is taken on the device, and only the labels (and, when asked, the averaged logits) come
+ * back. Compiled in every build: without CUDA the functions report "built without CUDA" (the
+ * stub's messages) and the caller exits VP_ERR_DEVICE.
+ *
+ * Ownership: vp_infer_cuda_open returns a handle owning the model's device weights;
+ * vp_infer_cuda_free releases it (NULL-safe, sets *ic to NULL). vp_infer_cuda_run frees every
+ * device buffer it allocated before returning, on success and on failure (out of device memory
+ * included), so a failed case leaves the device as it found it. The caller owns x, lab, logits.
+ */
+#ifndef VP_NN_INFER_CUDA_H
+#define VP_NN_INFER_CUDA_H
+
+#include "nn_cuda.h"
+#include "nn_safetensors.h"
+#include "nn_sliding.h"
+#include "volume.h"
+
+typedef struct vp_infer_cuda vp_infer_cuda;
+
+/* 1 when be is a CUDA backend (its name is "cuda..."), 0 for the CPU ones. */
+int vp_infer_cuda_is_cuda(const vp_nn_backend *be);
+
+/* The activation layout for be's math: NDHWC (channels last, what the tensor cores want) for
+ * tf32, f16 and bf16, NCDHW for f32; the environment variable VP_CUDA_LAYOUT=ncdhw|ndhwc
+ * overrides (tests compare both). */
+int vp_infer_cuda_layout(const vp_nn_backend *be);
+
+/* The SegResNet of st (checked by vp_segresnet_load, same messages) on be's device in the layout
+ * above; windows go batch at a time through the network (sw_batch_size, 1..64) and are aggregated
+ * in f16 when acc_f16 (half the band's memory; labels may differ where classes nearly tie), else
+ * in f32 (the CPU's sums, operation for operation). NULL after vp_error(): a bad file, a model
+ * the device path does not run (upsample_mode deconv), a batch out of range, out of device
+ * memory for the weights. */
+vp_infer_cuda *vp_infer_cuda_open(const vp_nn_backend *be, const vp_safetensors *st, const char *where, int batch,
+                                  int acc_f16);
+
+/* Sliding-window inference (p: roi, overlap, importance map, padding as vp_sliding_window) of x
+ * (1, C, nx, ny, nz; vp_vol_to_tensor's order) on the device. lab: a u8 or u16 volume of
+ * nx x ny x nz (x fastest) that receives the argmax (the first maximum wins exact ties, as on
+ * the CPU); logits, when not NULL: a host (1, K, nx, ny, nz) f32 tensor that receives the
+ * averaged logits (the whole volume: only for --prob). 0, or -1 after vp_error() (out of device
+ * memory says so and names the buffer; vp_cuda_exit_code() then gives VP_ERR_DEVICE). */
+int vp_infer_cuda_run(vp_infer_cuda *ic, const vp_tensor *x, const vp_sw_params *p, vp_vol *lab, vp_tensor *logits);
+
+/* Device memory held at the peak since the last call (vp_cuda_peak_bytes of the handle's
+ * device; the measurement restarts). */
+size_t vp_infer_cuda_peak_bytes(const vp_infer_cuda *ic);
+
+void vp_infer_cuda_free(vp_infer_cuda **ic);
+
+#endif

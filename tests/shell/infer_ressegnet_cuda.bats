@@ -1,0 +1,45 @@
+#!/usr/bin/env bats
+# infer-ressegnet's GPU options on a machine without a GPU (the GPU runs themselves are checked by
+# tests/gpu/emulate.sh on the CPU and tests/gpu/check.sh on a GPU): --backend names, --aggregate
+# f16 and --sw-batch checked as usage errors; --backend cuda without a device is exit 4 with the
+# reason on stderr, nothing on stdout and no output file.
+load helpers
+bats_require_minimum_version 1.5.0
+
+G="$VOXPIPE_ROOT/tests/golden/segresnet"
+CHK="$VOXPIPE_ROOT/tests/scripts/segresnet_check.py"
+
+have_gpu() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; }
+
+@test "--backend: an unknown name is a usage error (exit 2), nothing written" {
+    "$VOXPIPE_PY" "$CHK" make "$G/sw_constant.safetensors" "$T/in.vxp"
+    run -2 infer-ressegnet --backend gpu -m "$G/model_small.safetensors" -i "$T/in.vxp" -o "$T/out.vxp"
+    [[ "$output" == *"--backend: 'gpu' is not cpu, ref, cuda, cuda:N or cuda:N:MATH"* ]]
+    [ ! -e "$T/out.vxp" ]
+}
+
+@test "--aggregate f16 with a CPU backend is a usage error (exit 2)" {
+    "$VOXPIPE_PY" "$CHK" make "$G/sw_constant.safetensors" "$T/in.vxp"
+    run -2 infer-ressegnet --aggregate f16 -m "$G/model_small.safetensors" -i "$T/in.vxp" -o "$T/out.vxp"
+    [[ "$output" == *"--aggregate f16 is for the cuda backend"* ]]
+    [ ! -e "$T/out.vxp" ]
+}
+
+@test "--sw-batch outside 1..64 is a usage error (exit 2)" {
+    run -2 infer-ressegnet --sw-batch 0 -m "$G/model_small.safetensors"
+    [[ "$output" == *"sw-batch"* ]]
+    run -2 infer-ressegnet --sw-batch 65 -m "$G/model_small.safetensors"
+    [[ "$output" == *"sw-batch"* ]]
+}
+
+@test "--backend cuda and cuda:0:f16 without a GPU: exit 4, the reason on stderr, stdout empty, no output file" {
+    have_gpu && skip "this machine has a GPU (tests/gpu/check.sh covers it)"
+    "$VOXPIPE_PY" "$CHK" make "$G/sw_constant.safetensors" "$T/in.vxp"
+    for b in cuda cuda:0:f16; do
+        run --separate-stderr -4 infer-ressegnet --backend "$b" -m "$G/model_small.safetensors" -i "$T/in.vxp" -o "$T/out.vxp"
+        [ -z "$output" ]
+        [[ "$stderr" == *"infer-ressegnet: error: "* ]]
+        [[ "$stderr" == *"backend $b is not available"* ]]
+        [ ! -e "$T/out.vxp" ]
+    done
+}
