@@ -6,8 +6,11 @@
 #include "pathpat.h"
 #include "util.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *in_spec = "-", *out_pat;
 static struct vp_strlist vols;
@@ -31,8 +34,9 @@ static const struct vp_cmd cmd = {
     "NIfTI output: one file per case and volume; {id} is the case id and {vol} the volume name, e.g.\n"
     "  vol-write -o 'seg/{id}_{vol}.nii.gz'\n"
     "Without {vol} exactly one volume must be selected (--vol, or a case with one volume).\n"
-    "Both sform and qform are set (code 1, scanner); files are written to a temporary name and renamed\n"
-    "into place, so a failed run leaves no partial file. Missing directories are created.\n"
+    "Both sform and qform are set (code 1, scanner); a case's files are written to temporary names and\n"
+    "renamed into place once the whole case has been read, so a failed run leaves no partial file and\n"
+    "no partial case (the cases before it are complete). Missing directories are created.\n"
     "Any other extension (or --stream) writes the voxpipe stream itself to one file.",
     opts, 0, 0,
 };
@@ -49,6 +53,68 @@ static int ends_with(const char *s, const char *suf)
 {
     size_t n = strlen(s), m = strlen(suf);
     return n >= m && !strcmp(s + n - m, suf);
+}
+
+/* The files of the case being written: each under a hidden temporary name beside its target until
+ * the whole frame has been read, then all renamed into place (a case is written whole or not at all).
+ * The cleanup hook removes them when the run fails or is interrupted. */
+static struct staged { char *tmp, *final; } staged[VP_MAX_VOLS];
+static int nstaged;
+
+static void unlink_staged(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < nstaged; i++)
+        if (staged[i].tmp) unlink(staged[i].tmp);
+}
+
+static void drop_staged(void)
+{
+    for (int i = 0; i < nstaged; i++) { free(staged[i].tmp); free(staged[i].final); }
+    nstaged = 0;
+}
+
+/* Stage final (taken over): create missing directories and check the target can be created (so a
+ * message names it, not the temporary), then return the temporary path to write,
+ * ".vol-write.PID.N.BASENAME" in the same directory (same extension: gzip follows the name as for
+ * the target). NULL after a message. */
+static const char *stage(char *final)
+{
+    staged[nstaged].final = final;
+    staged[nstaged].tmp = NULL;
+    nstaged++;
+    vp_out *probe = vp_mkdir_parents(final) ? NULL : vp_out_open(final, VP_OUT_ALLOW_TTY);
+    if (!probe) return NULL;
+    vp_out_close(&probe, 0);
+    const char *slash = strrchr(final, '/');
+    size_t dir = slash ? (size_t)(slash - final + 1) : 0;
+    size_t n = strlen(final) + 64;
+    char *tmp = vp_malloc(n);
+    snprintf(tmp, n, "%.*s.vol-write.%ld.%d.%s", (int)dir, final, (long)getpid(), nstaged - 1, final + dir);
+    return staged[nstaged - 1].tmp = tmp;
+}
+
+/* The case is complete: rename its files into place. 0 ok, or VP_ERR_RUNTIME after a message. */
+static int commit_staged(void)
+{
+    int rc = 0;
+    for (int i = 0; i < nstaged; i++) {
+        if (!rc && staged[i].tmp && rename(staged[i].tmp, staged[i].final)) {
+            vp_error("'%s': cannot rename into place: %s", staged[i].final, strerror(errno));
+            rc = VP_ERR_RUNTIME;
+        }
+        if (rc && staged[i].tmp) unlink(staged[i].tmp);
+        else vp_debug("wrote '%s'", staged[i].final);
+    }
+    drop_staged();
+    return rc;
+}
+
+static int abort_staged(int rc)
+{
+    unlink_staged(NULL);
+    drop_staged();
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -87,6 +153,7 @@ int main(int argc, char **argv)
     vp_case *c;
     vp_sreader *sr;
     int r, nfiles = 0;
+    vp_atexit_cleanup(unlink_staged, NULL);
     while ((r = vp_case_begin(in, &c, &sr)) > 0) {
         /* volumes read whole (frames in another key order) and streamed ones, in frame order */
         int nsel = 0, total = c->nvols + vp_sreader_pending(sr);
@@ -98,22 +165,23 @@ int main(int argc, char **argv)
         int rc = 0;
         for (int i = 0; i < c->nvols && !rc; i++) {
             if (!selected(c->vol_names[i])) continue;
-            char *path = vp_path_expand(out_pat, c->id, c->vol_names[i]);
-            if (!path) rc = VP_ERR_DATA;
-            else if (vp_mkdir_parents(path) || vp_nifti_write(path, c->vols[i], &wo)) rc = VP_ERR_RUNTIME;
-            else { vp_debug("wrote '%s'", path); nfiles++; }
-            free(path);
+            char *final = vp_path_expand(out_pat, c->id, c->vol_names[i]);
+            if (!final) { rc = VP_ERR_DATA; break; }
+            const char *path = stage(final);
+            if (!path || vp_nifti_write(path, c->vols[i], &wo)) rc = VP_ERR_RUNTIME;
+            else nfiles++;
         }
         const char *name;
         const vp_vol *hdr;
         while (!rc && (r = vp_sreader_next(sr, &name, &hdr)) > 0) {
             if (!selected(name)) continue; /* skipped by the next call */
-            char *path = vp_path_expand(out_pat, c->id, name);
-            if (!path) { rc = VP_ERR_DATA; break; }
-            if (vp_mkdir_parents(path)) { free(path); rc = VP_ERR_RUNTIME; break; }
+            char *final = vp_path_expand(out_pat, c->id, name);
+            if (!final) { rc = VP_ERR_DATA; break; }
+            const char *path = stage(final);
+            if (!path) { rc = VP_ERR_RUNTIME; break; }
             if (gz || hdr->dtype == VP_F16) { /* compress or convert: needs the whole volume */
                 vp_vol *v = vp_sreader_take(sr, &r);
-                if (!v) { free(path); break; }
+                if (!v) break;
                 if (vp_nifti_write(path, v, &wo)) rc = VP_ERR_RUNTIME;
                 vp_vol_free(&v);
             } else { /* header, then the payload spliced from the stream into the file */
@@ -127,22 +195,22 @@ int main(int argc, char **argv)
                     vp_vol_nbytes(hdr->dims, hdr->dtype, &pw.left);
                     pw.chunk_left = 0;
                     pw.chunked = 0;
-                    if ((r = vp_sreader_copy(sr, &pw)) < 0) { vp_out_close(&o, 0); free(path); break; }
+                    if ((r = vp_sreader_copy(sr, &pw)) < 0) { vp_out_close(&o, 0); break; }
                 }
                 if (o && vp_out_close(&o, rc == 0)) rc = VP_ERR_RUNTIME;
             }
-            if (!rc) { vp_debug("wrote '%s'", path); nfiles++; }
-            free(path);
+            if (!rc) nfiles++;
         }
         if (rc || r < 0) {
             vp_sreader_abort(&sr);
             vp_case_free(&c);
             vp_in_close(&in);
-            return rc ? rc : -r;
+            return abort_staged(rc ? rc : -r);
         }
         r = vp_sreader_end(&sr);
         vp_case_free(&c);
-        if (r < 0) break;
+        if (r < 0) { abort_staged(0); break; }
+        if ((rc = commit_staged())) { vp_in_close(&in); return rc; }
     }
     vp_in_close(&in);
     if (r < 0) return -r;

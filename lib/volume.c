@@ -42,7 +42,7 @@ vp_vol *vp_vol_wrap(const uint64_t dims[4], enum vp_dtype t, const double affine
     if (affine) memcpy(v->affine, affine, sizeof v->affine);
     else for (int i = 0; i < 4; i++) v->affine[i * 5] = 1;
     v->alloc = alloc;
-    v->data = (char *)alloc + offset;
+    v->data = alloc ? (char *)alloc + offset : NULL; /* header-only volumes: no arithmetic on NULL (UB) */
     return v;
 }
 
