@@ -20,6 +20,8 @@
 #include <cstring>
 #include <mutex>
 #include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
 
 /* the C headers, in C++: volume.h's struct/function name pair and util.h's _Noreturn */
 #pragma GCC diagnostic push
@@ -296,14 +298,98 @@ static int read_pixels(DcmFileFormat &ff, DcmDataset *ds, struct vp_dcm_file *f,
     return 0;
 }
 
+/* Deflated Explicit VR Little Endian: DCMTK cannot skip inside a deflate stream, so it reserves
+ * each element's declared length before finding the stream short (a 5 KiB file can declare 1 GiB).
+ * Such a file's dataset is inflated here into a temporary file (at most 4 GiB written, nothing held
+ * in memory), which DCMTK then reads as explicit little endian with long values left on disk.
+ * 0 not deflated, 1 inflated into tmp (the caller unlinks it), < 0 error. */
+static const char DEFLATED_UID[] = "1.2.840.10008.1.2.1.99";
+
+static int inflate_if_deflated(const char *path, char *tmp, size_t tmpn, char why[256])
+{
+    FILE *in = fopen(path, "rb");
+    if (!in) return 0; /* DCMTK reports it */
+    unsigned char h[144];
+    uint32_t glen = 0;
+    int deflated = 0;
+    if (fread(h, 1, sizeof h, in) == sizeof h && !memcmp(h + 128, "DICM", 4) && h[132] == 2 && h[133] == 0 &&
+        h[134] == 0 && h[135] == 0 && !memcmp(h + 136, "UL", 2)) {
+        glen = (uint32_t)h[140] | (uint32_t)h[141] << 8 | (uint32_t)h[142] << 16 | (uint32_t)h[143] << 24;
+        if (glen <= 65536) {
+            char *meta = (char *)malloc(glen ? glen : 1);
+            if (meta && fread(meta, 1, glen, in) == glen) deflated = memmem(meta, glen, DEFLATED_UID, sizeof DEFLATED_UID - 1) != NULL;
+            free(meta);
+        }
+    }
+    if (!deflated) { fclose(in); return 0; }
+    const char *dir = getenv("TMPDIR");
+    snprintf(tmp, tmpn, "%s/vp-inflate-XXXXXX", dir && *dir ? dir : "/tmp");
+    int fd = mkstemp(tmp);
+    if (fd < 0) { fclose(in); return fail(why, VP_ERR_RUNTIME, "cannot make a temporary file in %s", dir && *dir ? dir : "/tmp"); }
+    FILE *out = fdopen(fd, "wb");
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    int rc = out && inflateInit2(&z, -MAX_WBITS) == Z_OK ? Z_OK : Z_MEM_ERROR;
+    static const unsigned long long cap = 4ull << 30;
+    unsigned long long total = 0;
+    unsigned char ib[65536], ob[65536];
+    while (rc == Z_OK) {
+        if (z.avail_in == 0) {
+            z.avail_in = (uInt)fread(ib, 1, sizeof ib, in);
+            z.next_in = ib;
+            if (z.avail_in == 0) break; /* the stream ended early: DCMTK reports the short dataset */
+        }
+        z.next_out = ob;
+        z.avail_out = sizeof ob;
+        rc = inflate(&z, Z_NO_FLUSH);
+        size_t got = sizeof ob - z.avail_out;
+        total += got;
+        if (total > cap) { rc = Z_BUF_ERROR; break; }
+        if (got && fwrite(ob, 1, got, out) != got) { rc = Z_ERRNO; break; }
+    }
+    if (out) inflateEnd(&z);
+    fclose(in);
+    int bad = !out || fclose(out) != 0;
+    if (!out) close(fd);
+    if (bad || (rc != Z_OK && rc != Z_STREAM_END)) {
+        unlink(tmp);
+        if (total > cap) return fail(why, VP_ERR_DATA, "%s", "deflated dataset inflates to over 4 GiB");
+        if (bad || rc == Z_ERRNO || rc == Z_MEM_ERROR) return fail(why, VP_ERR_RUNTIME, "cannot inflate into %s", tmp);
+        return fail(why, VP_ERR_DATA, "%s", "corrupt deflated dataset");
+    }
+    return 1;
+}
+
+static int read_file(const char *path, int mode, struct vp_dcm_file *f, char why[256]);
+
 extern "C" int vp_dcm_read(const char *path, int mode, struct vp_dcm_file *f, char why[256])
 {
+    char tmp[4096];
     memset(f, 0, sizeof *f);
     f->path = strdup(path);
     if (!f->path) return fail(why, VP_ERR_RUNTIME, "%s", "out of memory");
+    int inflated = inflate_if_deflated(path, tmp, sizeof tmp, why);
+    if (inflated < 0) return inflated;
+    if (!inflated) return read_file(path, mode, f, why);
+    /* the inflated copy: its pixel data are read now (a deferred offset would point into tmp) */
+    int r = read_file(tmp, mode == VP_DCM_DEFER ? VP_DCM_PIXELS : mode, f, why);
+    unlink(tmp);
+    if (!f->str[VP_DCM_TRANSFER_SYNTAX] || strcmp(f->str[VP_DCM_TRANSFER_SYNTAX], DEFLATED_UID)) {
+        free(f->str[VP_DCM_TRANSFER_SYNTAX]);
+        f->str[VP_DCM_TRANSFER_SYNTAX] = strdup(DEFLATED_UID);
+    }
+    return r;
+}
+
+/* the body of vp_dcm_read on PATH (the file itself, or the inflated copy of a deflated one: then a
+ * bare explicit little-endian dataset) */
+static int read_file(const char *path, int mode, struct vp_dcm_file *f, char why[256])
+{
     DcmFileFormat ff;
+    const int bare = strcmp(path, f->path) != 0;
     /* attributes above 4 KiB (the pixel data) are read from the file only when asked for */
-    OFCondition c = ff.loadFile(path, EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect);
+    OFCondition c = bare ? ff.loadFile(path, EXS_LittleEndianExplicit, EGL_noChange, 4096, ERM_dataset)
+                         : ff.loadFile(path, EXS_Unknown, EGL_noChange, 4096, ERM_autoDetect);
     if (c.bad()) {
         int code = c == EC_InvalidFilename || strstr(c.text(), "No such file") ? VP_ERR_RUNTIME : VP_ERR_DATA;
         return fail(why, code, "not a readable DICOM file (%s)", c.text());
