@@ -3,10 +3,11 @@
  * cheap element-wise ops.
  *
  * conv3d dx: the gradient of a convolution is a convolution of dy with the flipped, transposed
- *   weights. dy is scattered once into a zero buffer (N, Co, D+kd-1, H+kh-1, W+kw-1) at
- *   (k-1-p) + o*s (zero-inserted when strided) and the CPU backend's fast conv3d (stride 1, no
- *   padding) runs on it with w'[ci][co][k] = w[co][ci][K-1-k]; it needs p <= k-1 (the reference
- *   otherwise). Strided: dy is not zero-inserted; dx is split by residue (i mod stride) into
+ *   weights. Stride 1: the fast conv3d of dy with padding k-1-p (it pads dy itself, one copy).
+ *   Otherwise dy is scattered once into a zero buffer (N, Co, D+kd-1, H+kh-1, W+kw-1) at
+ *   (k-1-p) + o*s (zero-inserted) and the CPU backend's fast conv3d (stride 1, no padding) runs
+ *   on it with w'[ci][co][k] = w[co][ci][K-1-k]; it needs p <= k-1 (the reference otherwise).
+ *   Strided: dy is not zero-inserted; dx is split by residue (i mod stride) into
  *   prod(stride) stride-1 convolutions with the taps that reach each residue (strided_bwd_data),
  *   the work of one dense convolution instead of stride^3 times it.
  * conv_transpose3d dx: conv3d(dy, w) with the same stride and padding, on the fast conv3d.
@@ -14,15 +15,17 @@
  *   each chunk sums its planes into its own partial dw, and the partials are added in chunk order
  *   (f64). Within a chunk, a block of 4 output channels x 3 kw taps of one (ci, kd, kh) keeps its
  *   12 sums in vector registers over all the chunk's rows: per vector of outputs, 4 loads of dy
- *   and 3 of x, then 12 multiply-adds. The input is copied once into a zero-padded buffer so the loops
- *   have no bounds tests. Output rows shorter than 8 go to lib/nn_grad_fast_small.c (unrolled input,
- *   contiguous dot products) instead, where these row kernels would run scalar.
+ *   and 3 of x, then 12 multiply-adds. The input is copied once into a zero-padded buffer
+ *   (vp_nn_pad_copy: zeros only around it) so the loops have no bounds tests. Output rows shorter
+ *   than 8 go to lib/nn_grad_fast_small.c (unrolled input, contiguous dot products) instead,
+ *   where these row kernels would run scalar.
  * group norm, relu / leaky relu, upsampling: lib/nn_grad_fast_elem.c.
  */
 #include "nn_isa.h"
 #include "nn_grad.h"
 #include "nn_grad_fast_elem.h"
 #include "nn_grad_fast_small.h"
+#include "nn_ops_fast_conv.h"
 #include "nn_simd.h"
 #include "parallel.h"
 #include "util.h"
@@ -177,6 +180,22 @@ static int fast_conv3d_bwd_data(const vp_tensor *dy, const vp_tensor *w, const v
         int e = strided_bwd_data(dy, w, p, dx);
         if (e <= 0) return e;
     }
+    const int64_t KK = K[0] * K[1] * K[2];
+    if (p->stride[0] == 1 && p->stride[1] == 1 && p->stride[2] == 1) {
+        /* stride 1: the convolution of dy padded by k-1-p with the flipped, transposed weights;
+         * the fast conv3d pads dy itself (one copy of dy instead of a scatter, then a copy) */
+        float *wt = vp_malloc((size_t)(Co * Ci * KK) * sizeof *wt);
+        for (int64_t co = 0; co < Co; co++)
+            for (int64_t ci = 0; ci < Ci; ci++)
+                for (int64_t k = 0; k < KK; k++) wt[(ci * Co + co) * KK + (KK - 1 - k)] = w->data[(co * Ci + ci) * KK + k];
+        int64_t ws[5] = {Ci, Co, K[0], K[1], K[2]};
+        vp_tensor tw = vp_tensor_view(wt, 5, ws);
+        vp_conv3d_params q = {{1, 1, 1}, {(int)(K[0] - 1 - p->pad[0]), (int)(K[1] - 1 - p->pad[1]), (int)(K[2] - 1 - p->pad[2])}, {0, 0, 0}};
+        const vp_nn_backend *be = vp_nn_backend_cpu();
+        int rc = be->conv3d(be, dy, &tw, NULL, &q, dx);
+        free(wt);
+        return rc;
+    }
     int64_t dims[3];
     int off[3], step[3];
     for (int a = 0; a < 3; a++) {
@@ -185,7 +204,6 @@ static int fast_conv3d_bwd_data(const vp_tensor *dy, const vp_tensor *w, const v
         step[a] = p->stride[a];
     }
     float *buf = scatter(dy, dims, off, step);
-    const int64_t KK = K[0] * K[1] * K[2];
     float *wt = vp_malloc((size_t)(Co * Ci * KK) * sizeof *wt);
     for (int64_t co = 0; co < Co; co++)
         for (int64_t ci = 0; ci < Ci; ci++)
@@ -318,6 +336,68 @@ static inline __attribute__((always_inline)) void dw_chunk(const struct dw_job *
 
 VP_NN_ISA_RANGES(dw_range, dw_chunk(ctx, (int64_t)i, 1), dw_chunk(ctx, (int64_t)i, 0), dw_chunk(ctx, (int64_t)i, 0))
 
+/* AVX-512, stride 1, rows a whole number of 16-wide vectors: 8 output channels x 3 taps per
+ * block (24 sums in registers; per vector of outputs 3 loads of x, 8 of dy, 24 multiply-adds,
+ * fewer loads per multiply-add than 4 x 3, whose unaligned x loads cross cache lines). Each sum
+ * runs over the same products in the same order as dw16_s1: the same bytes. */
+static inline __attribute__((always_inline)) void dw16x8_s1(const struct dw_job *j, int64_t p0, int64_t p1, int64_t co0,
+                                                            int64_t ci, int64_t kd, int64_t kh, int64_t kw0, int nco,
+                                                            float *out)
+{
+    const int64_t pl = j->Do * j->Ho * j->Wo;
+    v16 acc[8][3];
+    for (int c = 0; c < 8; c++)
+        for (int k = 0; k < 3; k++) acc[c][k] = (v16){0};
+    for (int64_t pi = p0; pi < p1; pi++) {
+        const int64_t n = pi / j->Do, od = pi % j->Do;
+        const float *xpl = j->xp + ((n * j->Ci + ci) * j->Dp + od * j->sd + kd) * j->Hp * j->Wp + kh * j->Wp + kw0;
+        const float *d0 = j->dy + ((n * j->Co + co0) * j->Do + od) * j->Ho * j->Wo;
+        const float *dc[8];
+        for (int c = 0; c < 8; c++) dc[c] = d0 + (c < nco ? c * pl : 0);
+        for (int64_t oh = 0; oh < j->Ho; oh++) {
+            const float *xr = xpl + oh * j->sh * j->Wp;
+            const int64_t r = oh * j->Wo;
+            for (int64_t ow = 0; ow < j->Wo; ow += 16) {
+                v16 x0, x1, x2;
+                load16(&x0, xr + ow, 1), load16(&x1, xr + ow + 1, 1), load16(&x2, xr + ow + 2, 1);
+                _Pragma("GCC unroll 8") for (int c = 0; c < 8; c++) {
+                    const v16 g = *(const volatile v16u *)(dc[c] + r + ow);
+                    acc[c][0] += g * x0, acc[c][1] += g * x1, acc[c][2] += g * x2;
+                }
+            }
+        }
+    }
+    for (int c = 0; c < 8; c++)
+        for (int k = 0; k < 3; k++) {
+            float s = 0;
+            for (int l = 0; l < 16; l++) s += acc[c][k][l];
+            out[c * 3 + k] = s;
+        }
+}
+
+/* dw_chunk with blocks of 8 output channels on dw16x8_s1. */
+static inline __attribute__((always_inline)) void dw_chunk8(const struct dw_job *j, int64_t item)
+{
+    const int64_t KK = j->KD * j->KH * j->KW, total = j->N * j->Do, ncob = (j->Co + 7) / 8;
+    const int64_t chunk = item / ncob, co0 = item % ncob * 8;
+    const int64_t p0 = chunk * j->planes_per_chunk, p1 = p0 + j->planes_per_chunk < total ? p0 + j->planes_per_chunk : total;
+    double *part = j->part + chunk * j->Co * j->Ci * KK;
+    float out[8 * 3];
+    const int nco = (int)(j->Co - co0 < 8 ? j->Co - co0 : 8);
+    for (int64_t ci = 0; ci < j->Ci; ci++)
+        for (int64_t kd = 0; kd < j->KD; kd++)
+            for (int64_t kh = 0; kh < j->KH; kh++)
+                for (int64_t kw0 = 0; kw0 < j->KW; kw0 += 3) {
+                    const int nk = (int)(j->KW - kw0 < 3 ? j->KW - kw0 : 3);
+                    dw16x8_s1(j, p0, p1, co0, ci, kd, kh, kw0, nco, out);
+                    double *o = part + ((co0 * j->Ci + ci) * j->KD + kd) * j->KH * j->KW + kh * j->KW + kw0;
+                    for (int c = 0; c < nco; c++)
+                        for (int k = 0; k < nk; k++) o[c * j->Ci * KK + k] = out[c * 3 + k];
+                }
+}
+
+VP_NN_ISA_RANGES(dw8_range, dw_chunk8(ctx, (int64_t)i), dw_chunk(ctx, (int64_t)i, 0), dw_chunk(ctx, (int64_t)i, 0))
+
 struct sum_job {
     const double *part;
     float *dw;
@@ -345,8 +425,7 @@ static void weight_grad(const vp_tensor *x, const vp_tensor *dy, const vp_conv3d
         .sd = p->stride[0], .sh = p->stride[1], .sw = p->stride[2],
     };
     int64_t dims[3] = {x->shape[2] + 2 * p->pad[0], x->shape[3] + 2 * p->pad[1], x->shape[4] + 2 * p->pad[2]};
-    int one[3] = {1, 1, 1};
-    float *xp = scatter(x, dims, p->pad, one);
+    float *xp = vp_nn_pad_copy(x, p->pad, 0); /* zeros only around the input, then slack */
     j.xp = xp;
     j.Dp = dims[0], j.Hp = dims[1], j.Wp = dims[2];
     /* chunks of at least ~32k output voxels (fewer, longer register sums for small planes) */
@@ -357,7 +436,11 @@ static void weight_grad(const vp_tensor *x, const vp_tensor *dy, const vp_conv3d
     const int64_t used = (planes + j.planes_per_chunk - 1) / j.planes_per_chunk;
     j.part = vp_malloc((size_t)(used * n) * sizeof(double));
     int isa;
-    vp_parallel_for((uint64_t)(used * ((j.Co + COB - 1) / COB)), 1, dw_range_pick(&isa), &j);
+    vp_range_fn fn = dw_range_pick(&isa);
+    if (isa == VP_ISA_AVX512 && j.sw == 1 && j.Wo % 16 == 0 && j.Co >= 8) /* blocks of 8 channels */
+        vp_parallel_for((uint64_t)(used * ((j.Co + 7) / 8)), 1, dw8_range_pick(&isa), &j);
+    else
+        vp_parallel_for((uint64_t)(used * ((j.Co + COB - 1) / COB)), 1, fn, &j);
     struct sum_job sj = {j.part, dw->data, n, used};
     vp_parallel_for((uint64_t)n, 0, sum_range, &sj);
     free(j.part);
