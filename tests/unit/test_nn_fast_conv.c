@@ -3,7 +3,10 @@
  * every path (narrow rows whose tiles run across row ends, stride 2 with its own row runs, stride 2
  * along d only, the in-place 1x1x1 run with scalar tails, channel counts that leave a partial
  * output-channel block, batch 2), every instruction-set variant; within 1e-5 x max(1, max |y|)
- * of the reference, and the same bytes for 1, 2 and 3 threads. */
+ * of the reference, and the same bytes for 1, 2 and 3 threads. whole_vector_rows: the flat kernel's
+ * "vec" mode, stride-1 convs whose output rows are a whole number of vectors wide (16 floats on
+ * AVX-512, or 8 when the rows are an odd multiple of 8; 8 on AVX2 and the baseline), with tiles of
+ * 3 vectors spanning rows, tails of 1 and 2 vectors, planes split into several work items. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -203,4 +206,32 @@ Test(nn_fast_conv, conv3d_add_contract)
     cr_assert_eq(memcmp(y1->data, y2->data, nbytes(y1)), 0, "fused and unfused conv3d_add differ");
     vp_tensor_free(&x), vp_tensor_free(&r), vp_tensor_free(&bad), vp_tensor_free(&w), vp_tensor_free(&y), vp_tensor_free(&yc);
     vp_tensor_free(&y1), vp_tensor_free(&y2);
+}
+
+Test(nn_fast_conv, whole_vector_rows)
+{
+    rng = 4242;
+    /* (N, Ci, D, H, W, Co, k): W = 16 / 32 / 64 / 80 / 112 / 128 (multiples of 16 that are not
+     * rows of whole 48-wide tiles), H giving vector counts = 0, 1, 2 mod 3; 40 x 64 and 50 x 32:
+     * 160 and 100 vectors of 16, two work items per plane; a 1x3x3 kernel and a padded 1x1x1;
+     * W = 8, 24, 40 (AVX-512 takes vectors of 8 there), 100 rows of 8 (two work items) */
+    const int sh[][7] = {{1, 3, 3, 4, 16, 5, 3}, {2, 4, 2, 5, 32, 9, 3}, {1, 2, 3, 7, 64, 8, 3}, {1, 5, 2, 3, 80, 12, 3},
+                         {1, 3, 2, 40, 64, 4, 3}, {2, 2, 2, 50, 32, 3, 3}, {1, 6, 3, 2, 112, 17, 3}, {1, 2, 2, 3, 128, 8, 3},
+                         {1, 3, 3, 6, 16, 10, 1}, {2, 3, 2, 8, 24, 7, 3},
+                         {2, 5, 3, 8, 8, 16, 3}, {1, 4, 2, 7, 40, 9, 3}, {1, 3, 2, 100, 8, 8, 3}};
+    for (size_t i = 0; i < sizeof sh / sizeof sh[0]; i++) {
+        const int N = sh[i][0], Ci = sh[i][1], D = sh[i][2], H = sh[i][3], W = sh[i][4], Co = sh[i][5], k = sh[i][6];
+        const int kd = i == 3 ? 1 : k, pd = i == 8 ? 1 : k / 2; /* case 3: 1x3x3; case 8: 1x1x1 padded by 1 */
+        vp_tensor *x = vp_tensor_new5(N, Ci, D, H, W);
+        int64_t ws[5] = {Co, Ci, kd, k, k}, bs[1] = {Co};
+        vp_tensor *w = vp_tensor_new(5, ws), *b = i % 2 ? vp_tensor_new(1, bs) : NULL;
+        fill(x), fill(w);
+        if (b) fill(b);
+        vp_conv3d_params p = {{1, 1, 1}, {kd == 1 && i != 8 ? 0 : pd, pd, pd}, {0, 0, 0}};
+        char what[160];
+        snprintf(what, sizeof what, "case %zu: x (%d,%d,%d,%d,%d) -> %d, k (%d,%d,%d) p %d%s", i, N, Ci, D, H, W, Co, kd, k, k, pd,
+                 b ? " bias" : "");
+        check(0, x, w, b, &p, what);
+        vp_tensor_free(&x), vp_tensor_free(&w), vp_tensor_free(&b);
+    }
 }

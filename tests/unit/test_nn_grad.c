@@ -125,6 +125,50 @@ static int same_bytes(const vp_tensor *a, const vp_tensor *b)
     return !memcmp(a->data, b->data, (size_t)vp_tensor_numel(a) * sizeof(float));
 }
 
+static const char *isas[] = {"avx512", "avx2", "base"};
+
+/* One conv3d backward case: dx, dw, db of the CPU ops vs the reference ops (within 1e-5 / 1e-5 /
+ * 1e-6 relative to max |ref|) for 1, 2 and 3 threads, the same bytes for any thread count; with
+ * all_isas, for every instruction-set variant, dw filled with NaN first (a weight left unwritten
+ * fails). */
+static void conv_grad_case(size_t c, int n, int ci, int co, int d, int h, int wd, const int k[3], const vp_conv3d_params *p,
+                           int all_isas)
+{
+    vp_tensor *x = rnd(n, ci, d, h, wd), *w = rnd(co, ci, k[0], k[1], k[2]);
+    int64_t os[5];
+    cr_assert_eq(vp_nn_conv3d_shape(x, w, NULL, p, os), 0);
+    vp_tensor *dy = rnd(os[0], os[1], os[2], os[3], os[4]);
+    vp_tensor *dx0 = vp_tensor_new(5, x->shape), *dw0 = vp_tensor_new(5, w->shape), *db0 = vp_tensor_new(1, &w->shape[0]);
+    cr_assert_eq(vp_nn_grad_ref()->conv3d_bwd_data(dy, w, p, dx0), 0);
+    cr_assert_eq(vp_nn_grad_ref()->conv3d_bwd_weight(x, dy, p, dw0, db0), 0);
+    for (int v = 0; v < (all_isas ? 3 : 1); v++) {
+        const char *isa = all_isas ? isas[v] : "default";
+        if (all_isas) setenv("VOXPIPE_NN_ISA", isas[v], 1);
+        vp_tensor *prev[3] = {0};
+        for (int th = 1; th <= 3; th++) {
+            vp_threads = th;
+            vp_tensor *dx = vp_tensor_new(5, x->shape), *dw = vp_tensor_new(5, w->shape), *db = vp_tensor_new(1, &w->shape[0]);
+            if (all_isas) memset(dw->data, 0xff, (size_t)vp_tensor_numel(dw) * sizeof(float)); /* NaN where not written */
+            cr_assert_eq(vp_nn_grad_cpu()->conv3d_bwd_data(dy, w, p, dx), 0);
+            cr_assert_eq(vp_nn_grad_cpu()->conv3d_bwd_weight(x, dy, p, dw, db), 0);
+            double e1 = reldiff(dx, dx0), e2 = reldiff(dw, dw0), e3 = reldiff(db, db0);
+            cr_expect_leq(e1, 1e-5, "case %zu %s threads %d: dx rel diff %g", c, isa, th, e1);
+            cr_expect_leq(e2, 1e-5, "case %zu %s threads %d: dw rel diff %g", c, isa, th, e2);
+            cr_expect_leq(e3, 1e-6, "case %zu %s threads %d: db rel diff %g", c, isa, th, e3);
+            if (prev[0]) {
+                cr_expect(same_bytes(dx, prev[0]) && same_bytes(dw, prev[1]) && same_bytes(db, prev[2]),
+                          "case %zu %s: bytes differ between thread counts", c, isa);
+                for (int i = 0; i < 3; i++) vp_tensor_free(&prev[i]);
+            }
+            prev[0] = dx, prev[1] = dw, prev[2] = db;
+        }
+        for (int i = 0; i < 3; i++) vp_tensor_free(&prev[i]);
+    }
+    if (all_isas) unsetenv("VOXPIPE_NN_ISA");
+    vp_tensor *all[] = {x, w, dy, dx0, dw0, db0};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) vp_tensor_free(&all[i]);
+}
+
 /* conv3d dx / dw / db (CPU) vs the reference on shapes the fast paths branch on: widths that are
  * and are not multiples of 8, stride 2 (all axes and only some), 1x1x1, anisotropic kernels, more
  * than 4 output channels (several register blocks), more planes than chunks, rows shorter than a
@@ -153,32 +197,30 @@ Test(grad, conv_fast_vs_ref)
     };
     for (size_t c = 0; c < sizeof cs / sizeof *cs; c++) {
         vp_conv3d_params p = {{cs[c].s[0], cs[c].s[1], cs[c].s[2]}, {cs[c].p[0], cs[c].p[1], cs[c].p[2]}, {0, 0, 0}};
-        vp_tensor *x = rnd(cs[c].n, cs[c].ci, cs[c].d, cs[c].h, cs[c].w), *w = rnd(cs[c].co, cs[c].ci, cs[c].k[0], cs[c].k[1], cs[c].k[2]);
-        int64_t os[5];
-        cr_assert_eq(vp_nn_conv3d_shape(x, w, NULL, &p, os), 0);
-        vp_tensor *dy = rnd(os[0], os[1], os[2], os[3], os[4]);
-        vp_tensor *dx0 = vp_tensor_new(5, x->shape), *dw0 = vp_tensor_new(5, w->shape), *db0 = vp_tensor_new(1, &w->shape[0]);
-        cr_assert_eq(vp_nn_grad_ref()->conv3d_bwd_data(dy, w, &p, dx0), 0);
-        cr_assert_eq(vp_nn_grad_ref()->conv3d_bwd_weight(x, dy, &p, dw0, db0), 0);
-        vp_tensor *prev[3] = {0};
-        for (int th = 1; th <= 3; th++) {
-            vp_threads = th;
-            vp_tensor *dx = vp_tensor_new(5, x->shape), *dw = vp_tensor_new(5, w->shape), *db = vp_tensor_new(1, &w->shape[0]);
-            cr_assert_eq(vp_nn_grad_cpu()->conv3d_bwd_data(dy, w, &p, dx), 0);
-            cr_assert_eq(vp_nn_grad_cpu()->conv3d_bwd_weight(x, dy, &p, dw, db), 0);
-            double e1 = reldiff(dx, dx0), e2 = reldiff(dw, dw0), e3 = reldiff(db, db0);
-            cr_expect_leq(e1, 1e-5, "case %zu threads %d: dx rel diff %g", c, th, e1);
-            cr_expect_leq(e2, 1e-5, "case %zu threads %d: dw rel diff %g", c, th, e2);
-            cr_expect_leq(e3, 1e-6, "case %zu threads %d: db rel diff %g", c, th, e3);
-            if (prev[0]) {
-                cr_expect(same_bytes(dx, prev[0]) && same_bytes(dw, prev[1]) && same_bytes(db, prev[2]),
-                          "case %zu: bytes differ between thread counts", c);
-                for (int i = 0; i < 3; i++) vp_tensor_free(&prev[i]);
-            }
-            prev[0] = dx, prev[1] = dw, prev[2] = db;
-        }
-        vp_tensor *all[] = {x, w, dy, dx0, dw0, db0, prev[0], prev[1], prev[2]};
-        for (size_t i = 0; i < sizeof all / sizeof *all; i++) vp_tensor_free(&all[i]);
+        conv_grad_case(c, cs[c].n, cs[c].ci, cs[c].co, cs[c].d, cs[c].h, cs[c].w, cs[c].k, &p, 0);
+    }
+}
+
+/* The CPU backward convolution paths added for training speed (lib/nn_grad_fast.c): the weight gradient in blocks of 8 output channels on AVX-512 (stride 1, output rows a whole
+ * number of 16-wide vectors: 16, 32, 48, 64; 8, 11 (a partial block) and 16 output channels;
+ * 3x3x3, 1x1x1 (taps past KW dropped) and 1x5x5 (a partial group of 2 taps) kernels; more planes
+ * than chunks), and the stride-1 data gradient as the fast conv3d of dy padded by k-1-p (which
+ * lands on the flat kernel's vec mode for these widths). Every ISA variant the processor has,
+ * 1-3 threads: dx, dw, db within 1e-5 / 1e-5 / 1e-6 (relative to max |ref|) of the reference ops
+ * and the same bytes for any thread count. */
+Test(grad, conv_blocks_of_8_vs_ref)
+{
+    rng = 99;
+    struct {
+        int n, ci, co, d, h, w, k[3], p[3];
+    } cs[] = {
+        {2, 3, 8, 4, 5, 16, {3, 3, 3}, {1, 1, 1}},  {1, 4, 11, 3, 6, 32, {3, 3, 3}, {1, 1, 1}},
+        {2, 2, 16, 5, 3, 48, {3, 3, 3}, {1, 1, 1}}, {1, 5, 9, 2, 4, 64, {1, 1, 1}, {0, 0, 0}},
+        {1, 2, 12, 3, 4, 16, {1, 5, 5}, {0, 2, 2}}, {2, 2, 8, 20, 4, 16, {3, 3, 3}, {1, 1, 1}},
+    };
+    for (size_t c = 0; c < sizeof cs / sizeof *cs; c++) {
+        vp_conv3d_params p = {{1, 1, 1}, {cs[c].p[0], cs[c].p[1], cs[c].p[2]}, {0, 0, 0}};
+        conv_grad_case(c, cs[c].n, cs[c].ci, cs[c].co, cs[c].d, cs[c].h, cs[c].w, cs[c].k, &p, 1);
     }
 }
 
