@@ -12,56 +12,20 @@
 #include "nn_predict_nnunet.h"
 #include "nn_resenc.h"
 #include "nn_unet.h"
+#include "unet_check.h"
 
 #define G "tests/golden/resenc/"
-
-static double maxdiff(const float *a, const float *b, int64_t n, double *ymax)
-{
-    double m = 0;
-    *ymax = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - b[i]);
-        cr_assert(!isnan(d), "NaN at %lld", (long long)i);
-        if (d > m) m = d;
-        if (fabs(b[i]) > *ymax) *ymax = fabs(b[i]);
-    }
-    return m;
-}
-
-static void forward_case(const char *model, const char *data, double tol)
-{
-    vp_unet *m = vp_unet_load(model);
-    cr_assert(m, "cannot load %s", model);
-    cr_assert(m->cfg.resenc, "%s: not loaded as ResidualEncoderUNet", model);
-    vp_safetensors *st = vp_st_open(data);
-    cr_assert(st);
-    vp_tensor *x = vp_st_load(st, "x"), *yg = vp_st_load(st, "y");
-    cr_assert(x && yg);
-    for (int b = 0; b < 2; b++) {
-        const vp_nn_backend *be = b ? vp_nn_backend_cpu() : vp_nn_backend_ref();
-        vp_tensor *y = vp_tensor_zeros(5, yg->shape);
-        cr_assert_eq(vp_unet_forward(m, be, x, y), 0);
-        double ymax, d = maxdiff(y->data, yg->data, vp_tensor_numel(y), &ymax);
-        cr_log_info("%s on %s: max |y| %.3f, max abs diff %.3g", data, be->name, ymax, d);
-        cr_expect_leq(d, tol, "%s on %s: max abs diff %g > %g", data, be->name, d, tol);
-        cr_expect_gt(ymax, 0.1, "degenerate golden");
-        vp_tensor_free(&y);
-    }
-    vp_tensor_free(&x), vp_tensor_free(&yg);
-    vp_st_close(&st);
-    vp_unet_free(&m);
-}
 
 /* Whole-network logits of the planner's ResEnc M layout (4 stages, 1,3,4,6 blocks, strides
  * (2,2,2) with a projection, (1,2,2) without), reference and CPU backends, within 1e-4 of PyTorch. */
 Test(resenc, forward_golden)
 {
     vp_threads = 2;
-    forward_case(G "model.safetensors", G "fwd.safetensors", 1e-4);
+    forward_case(G "model.safetensors", G "fwd.safetensors", 1e-4, 1);
 }
 
 /* The small network with PyTorch's full tensor names (f32 weights). */
-Test(resenc, forward_tiny) { forward_case(G "tiny_ok.safetensors", G "tiny_ok.safetensors", 1e-4); }
+Test(resenc, forward_tiny) { forward_case(G "tiny_ok.safetensors", G "tiny_ok.safetensors", 1e-4, 1); }
 
 /* Average pooling against torch's avg_pool3d (kernel = stride). */
 Test(resenc, avgpool, .init = cr_redirect_stderr)
@@ -100,35 +64,7 @@ static void sw_case(const char *key, int tta)
     vp_nnunet_opts o = {0.5, tta, 1};
     vp_nnunet_result *r = vp_nnunet_predict(&m, 1, vp_nn_backend_cpu(), &img, &o);
     cr_assert(r);
-    const int K = r->n_classes;
-    const int64_t nv = r->dims[0] * r->dims[1] * r->dims[2];
-    cr_assert_eq(K * nv, vp_tensor_numel(yg));
-    float *y = malloc(sizeof(float) * (size_t)(K * nv));
-    for (int k = 0; k < K; k++)
-        for (int64_t i = 0; i < nv; i++) y[k * nv + i] = vp_nnunet_logit(r, k, i);
-    double ymax, d = maxdiff(y, yg->data, K * nv, &ymax);
-    int64_t exact = 0;
-    for (int64_t i = 0; i < K * nv; i++) exact += y[i] == yg->data[i];
-    cr_log_info("%s: max |y| %.3f, max abs diff %.3g, %lld of %lld identical", key, ymax, d, (long long)exact, (long long)(K * nv));
-    cr_expect_leq(d, ldexp(fmax(1.0, ymax), -9), "%s: max abs diff %g beyond 2 f16 ulps of max |y|", key, d);
-    int32_t *lab = malloc(sizeof(int32_t) * (size_t)nv);
-    vp_nnunet_argmax(r, lab);
-    int64_t diff = 0, ties = 0, present[8] = {0};
-    for (int64_t i = 0; i < nv; i++) {
-        int best = 0;
-        for (int k = 1; k < K; k++)
-            if (yg->data[k * nv + i] > yg->data[best * nv + i]) best = k;
-        present[best & 7]++;
-        if (lab[i] == best) continue;
-        if (fabs(yg->data[lab[i] * nv + i] - yg->data[best * nv + i]) <= 2 * ldexp(fabs(yg->data[best * nv + i]), -10)) ties++;
-        else diff++;
-    }
-    cr_log_info("%s: labels differ at %lld voxels, all ties (%lld)", key, (long long)(diff + ties), (long long)ties);
-    cr_expect_eq(diff, 0, "%s: %lld labels differ outside ties", key, (long long)diff);
-    int classes = 0;
-    for (int k = 0; k < 8; k++) classes += present[k] > 0;
-    cr_expect_gt(classes, 1, "degenerate golden: one class only");
-    free(lab), free(y);
+    cr_expect_gt(check_sw(key, r, yg, 1), 1, "degenerate golden: one class only");
     vp_nnunet_result_free(&r);
     vp_tensor_free(&yg), vp_tensor_free(&x);
     vp_st_close(&st);
