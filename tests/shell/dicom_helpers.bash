@@ -5,6 +5,10 @@
 #                  meta but provenance are equal, then the meta keys only one has
 #                  ("True True True True True True []" when all agree)
 #   has_tls        dcm-fetch was built with DCMTK's TLS layer
+#   pacs_tls [MODALITIES]  Orthanc with DICOM TLS only (orthanc_helpers.bash; MODALITIES: its
+#                  DicomModalities members), loaded over TLS with the shared series given UIDs in
+#                  $T/id ($CT, $FIX from the test file); sets STUDY
+#   ca             dcm-fetch's TLS options with the test CA and client certificate
 
 setup() {
     T="${VOXPIPE_TMP:-$BATS_TMPDIR}/$(basename "$BATS_TEST_FILENAME" .bats)-$BATS_TEST_NUMBER"
@@ -32,3 +36,14 @@ has_tls() {
     ! dcm-fetch --keep-identifiers --tls --tls-no-verify --timeout 1 --pacs 127.0.0.1:1 --modality CT 2>&1 \
         | grep -q "has no DICOM TLS"
 }
+
+pacs_tls() {
+    command -v Orthanc >/dev/null || skip "Orthanc not installed (Debian package orthanc)"
+    has_tls || skip "built without DICOM TLS (needs -DVP_WITH_DCMTLS and -ldcmtls -lssl -lcrypto)"
+    "$VOXPIPE_PY" "$FIX" identify "$CT" "$T/id"
+    ORTHANC_MODALITIES="${1:-}" ORTHANC_TLS=true orthanc_start
+    storescu -q -xv -to 10 "${ORTHANC_TLS_ARGS[@]}" -aec "$ORTHANC_AET" +sd 127.0.0.1 "$ORTHANC_DICOM" "$T/id"
+    STUDY=1.2.826.0.1.3680043.8.498.1001
+}
+
+ca() { echo --tls --tls-ca "$T/tls/ca.crt" --tls-cert "$T/tls/client.crt" --tls-key "$T/tls/client.key"; }

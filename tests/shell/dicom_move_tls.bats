@@ -13,18 +13,9 @@ FIX="$SCRIPTS/dicom_fixtures.py"
 
 teardown() { orthanc_stop; }
 
-# pacs_move_tls PORT USE_TLS: Orthanc with DICOM TLS, knowing VOXPIPE at 127.0.0.1:PORT (reached
-# with TLS when USE_TLS is true), loaded with $T/id; sets STUDY
-pacs_move_tls() {
-    command -v Orthanc >/dev/null || skip "Orthanc not installed (Debian package orthanc)"
-    has_tls || skip "built without DICOM TLS"
-    "$VOXPIPE_PY" "$FIX" identify "$CT" "$T/id"
-    ORTHANC_MODALITIES="\"voxpipe\": {\"AET\": \"VOXPIPE\", \"Host\": \"127.0.0.1\", \"Port\": $1, \"UseDicomTls\": $2}" \
-        ORTHANC_TLS=true orthanc_start
-    storescu -q -xv -to 10 "${ORTHANC_TLS_ARGS[@]}" -aec "$ORTHANC_AET" +sd 127.0.0.1 "$ORTHANC_DICOM" "$T/id"
-    STUDY=1.2.826.0.1.3680043.8.498.1001
-}
-ca() { echo --tls --tls-ca "$T/tls/ca.crt" --tls-cert "$T/tls/client.crt" --tls-key "$T/tls/client.key"; }
+# pacs_move_tls PORT USE_TLS: pacs_tls with Orthanc knowing VOXPIPE at 127.0.0.1:PORT (reached with
+# TLS when USE_TLS is true); sets STUDY
+pacs_move_tls() { pacs_tls "\"voxpipe\": {\"AET\": \"VOXPIPE\", \"Host\": \"127.0.0.1\", \"Port\": $1, \"UseDicomTls\": $2}"; }
 mfetch() { dcm-fetch --timeout 10 --pacs "127.0.0.1:$ORTHANC_DICOM" --aec "$ORTHANC_AET" --move --port "$port" "$@"; }
 
 @test "C-MOVE over TLS both ways = the files; pseudonymised too" {

@@ -14,16 +14,6 @@ FIX="$SCRIPTS/dicom_fixtures.py"
 
 teardown() { orthanc_stop; }
 
-# pacs_tls: Orthanc with TLS, loaded with $T/id over TLS; sets STUDY
-pacs_tls() {
-    command -v Orthanc >/dev/null || skip "Orthanc not installed (Debian package orthanc)"
-    has_tls || skip "built without DICOM TLS (needs -DVP_WITH_DCMTLS and -ldcmtls -lssl -lcrypto)"
-    "$VOXPIPE_PY" "$FIX" identify "$CT" "$T/id"
-    ORTHANC_TLS=true orthanc_start
-    storescu -q -xv -to 10 "${ORTHANC_TLS_ARGS[@]}" -aec "$ORTHANC_AET" +sd 127.0.0.1 "$ORTHANC_DICOM" "$T/id"
-    STUDY=1.2.826.0.1.3680043.8.498.1001
-}
-ca() { echo --tls --tls-ca "$T/tls/ca.crt" --tls-cert "$T/tls/client.crt" --tls-key "$T/tls/client.key"; }
 fetch() { dcm-fetch --timeout 10 --pacs "127.0.0.1:$ORTHANC_DICOM" --aec "$ORTHANC_AET" "$@"; }
 
 @test "TLS: fetch by C-FIND/C-GET = fetch from the files; the SEG stored over TLS is found by C-FIND over TLS" {
