@@ -8,6 +8,9 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
 
 static const char *in_spec = "-";
 static const char *out_spec = "-";
@@ -71,6 +74,8 @@ int main(int argc, char **argv)
 {
     vp_cli_parse(&cmd, argc, argv);
     if (!preset == !map_path) vp_usage_error("give exactly one of --preset and --map");
+    /* an unreadable map file is a missing input (1); a malformed one a bad argument (2) */
+    if (map_path && access(map_path, R_OK)) vp_die(VP_ERR_RUNTIME, "--map '%s': %s", map_path, strerror(errno));
     if (preset ? vp_labelmap_preset(preset, &map) : vp_labelmap_load(map_path, &map)) return VP_ERR_USAGE;
 
     msgpack_sbuffer names;

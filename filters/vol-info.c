@@ -154,6 +154,11 @@ int main(int argc, char **argv)
     while ((r = vp_case_read(in, &c)) > 0) {
         msgpack_unpacked u;
         msgpack_unpacked_init(&u);
+        for (int i = 0; i < label_vols.n; i++)
+            if (!vp_case_vol(c, label_vols.v[i])) {
+                fflush(stdout);
+                vp_die(VP_ERR_DATA, "case '%s': no volume '%s' (--labels)", c->id, label_vols.v[i]);
+            }
         int have = vp_case_meta_parse(c, "labels", &u) == 0;
         describe(c, have ? &u.data : NULL, n == 0);
         msgpack_unpacked_destroy(&u);

@@ -41,12 +41,28 @@ static const struct vp_cmd cmd = {
     opts, 0, 0,
 };
 
+static unsigned char *seen; /* seen[i]: the case being written has volume vols.v[i] */
+
 static int selected(const char *name)
 {
     if (!vols.n) return 1;
     for (int i = 0; i < vols.n; i++)
-        if (!strcmp(vols.v[i], name)) return 1;
+        if (!strcmp(vols.v[i], name)) return seen[i] = 1;
     return 0;
+}
+
+/* Two selected volumes and a pattern without {vol}: they would overwrite each other. */
+static void one_vol_only(const char *id)
+{
+    vp_die(VP_ERR_USAGE, "case '%s' has more than one selected volume but pattern '%s' has no {vol} (select one with --vol)", id, out_pat);
+}
+
+/* The first --vol name the case did not have, or NULL. */
+static const char *missing_vol(void)
+{
+    for (int i = 0; i < vols.n; i++)
+        if (!seen[i]) return vols.v[i];
+    return NULL;
 }
 
 static int ends_with(const char *s, const char *suf)
@@ -154,17 +170,17 @@ int main(int argc, char **argv)
     vp_sreader *sr;
     int r, nfiles = 0;
     vp_atexit_cleanup(unlink_staged, NULL);
+    seen = vp_calloc((size_t)vols.n + 1, 1);
     while ((r = vp_case_begin(in, &c, &sr)) > 0) {
+        memset(seen, 0, (size_t)vols.n + 1);
         /* volumes read whole (frames in another key order) and streamed ones, in frame order */
         int nsel = 0, total = c->nvols + vp_sreader_pending(sr);
-        for (int i = 0; i < c->nvols; i++) nsel += selected(c->vol_names[i]);
-        if (!vols.n) nsel = total;
-        if (!nsel) vp_warn("case '%s': no selected volume to write", c->id);
-        if (nsel > 1 && !has_vol)
-            vp_die(VP_ERR_USAGE, "case '%s' has %d volumes to write but pattern '%s' has no {vol} (select one with --vol)", c->id, nsel, out_pat);
+        if (!vols.n && total > 1 && !has_vol)
+            vp_die(VP_ERR_USAGE, "case '%s' has %d volumes to write but pattern '%s' has no {vol} (select one with --vol)", c->id, total, out_pat);
         int rc = 0;
         for (int i = 0; i < c->nvols && !rc; i++) {
             if (!selected(c->vol_names[i])) continue;
+            if (nsel++ && !has_vol) one_vol_only(c->id);
             char *final = vp_path_expand(out_pat, c->id, c->vol_names[i]);
             if (!final) { rc = VP_ERR_DATA; break; }
             const char *path = stage(final);
@@ -175,6 +191,7 @@ int main(int argc, char **argv)
         const vp_vol *hdr;
         while (!rc && (r = vp_sreader_next(sr, &name, &hdr)) > 0) {
             if (!selected(name)) continue; /* skipped by the next call */
+            if (nsel++ && !has_vol) one_vol_only(c->id);
             char *final = vp_path_expand(out_pat, c->id, name);
             if (!final) { rc = VP_ERR_DATA; break; }
             const char *path = stage(final);
@@ -208,6 +225,14 @@ int main(int argc, char **argv)
             return abort_staged(rc ? rc : -r);
         }
         r = vp_sreader_end(&sr);
+        const char *miss = r < 0 || rc ? NULL : missing_vol();
+        if (!miss && r >= 0 && !nsel) vp_warn("case '%s': no selected volume to write", c->id);
+        if (miss) { /* nothing of this case is written */
+            vp_error("case '%s': no volume '%s' (--vol)", c->id, miss);
+            vp_case_free(&c);
+            vp_in_close(&in);
+            return abort_staged(VP_ERR_DATA);
+        }
         vp_case_free(&c);
         if (r < 0) { abort_staged(0); break; }
         if ((rc = commit_staged())) { vp_in_close(&in); return rc; }

@@ -288,6 +288,40 @@ FILTERS=("vol-cat" "reorient" "resample --spacing 2" "augment --seed 1" "label-c
     nothing_left w w/h1_image.nii w/h1_label.nii
 }
 
+@test "sinks: vol-write --vol naming a volume case h1 lacks: exit 3, volume named, nothing written, no temporary" {
+    refuses vol-write 3 vol-write -i "$H/good.vxp" --vol image --vol seg -o "$T/w/{id}_{vol}.nii.gz"
+    says "case 'h1': no volume 'seg' (--vol)"
+    nothing_left w
+    # control: the volumes it has are written
+    run vol-write -i "$H/good.vxp" --vol image --vol label -o "$T/w/{id}_{vol}.nii.gz"
+    [ "$status" -eq 0 ]
+    nothing_left w w/h1_image.nii.gz w/h1_label.nii.gz w/h2_image.nii.gz w/h2_label.nii.gz
+    # two selected volumes into one name without {vol}: refused before either overwrites the other
+    rm -r "$T/w"
+    for ext in nii nii.gz; do
+        refuses vol-write 2 vol-write -i "$H/good.vxp" --vol image --vol label -o "$T/w/{id}.$ext"
+        says "pattern '$T/w/{id}.$ext' has no {vol}"
+        nothing_left w
+    done
+}
+
+@test "reports: vol-info --labels naming a missing volume: exit 3, volume named; an existing one is counted" {
+    run --separate-stderr vol-info -i "$H/good.vxp" --labels seg
+    [ "$status" -eq 3 ]
+    [[ "$stderr" == *"vol-info: error: case 'h1': no volume 'seg' (--labels)"* ]]
+    run vol-info -i "$H/good.vxp" --labels label
+    [ "$status" -eq 0 ]
+    [[ "$output" == *"case h2"* ]]
+}
+
+@test "label-map --map with a missing file: exit 1 naming it; a malformed map: exit 2" {
+    refuses label-map 1 label-map --map "$T/nope.txt" -i "$H/good.vxp" -o "$T/out.vxp"
+    says "--map '$T/nope.txt'" "No such file"
+    printf '1 x\n' > "$T/bad.txt"
+    refuses label-map 2 label-map --map "$T/bad.txt" -i "$H/good.vxp" -o "$T/out.vxp"
+    nothing_left bad.txt
+}
+
 @test "metrics: metric-dice and hausdorff failing on case h2 leave no table" {
     for p in metric-dice hausdorff; do
         refuses $p 3 $p --pred label --ref label -i "$H/good_then_trunc.vxp" -o "$T/table.tsv"
