@@ -1,11 +1,12 @@
 #!/bin/sh
-# Install the Debian packages voxpipe needs, if any are missing. Usage: scripts/deps.sh [build|test|peers|fuzz]
-#   build: compilers and libraries;  fuzz: + clang and its libFuzzer runtime;  test: + test frameworks;  peers: + Python peers in .venv
+# Install the Debian packages voxpipe needs, if any are missing. Usage: scripts/deps.sh [build|test|peers|fuzz|gpupack]
+#   build: compilers and libraries;  fuzz: + clang and its libFuzzer runtime;  gpupack: + patchelf (tests/gpu/pack.sh);  test: + test frameworks;  peers: + Python peers in .venv
 set -e
 what=${1:-build}
 pkgs="build-essential pkg-config libmsgpack-dev libzmq3-dev libnifti2-dev libniftiio-dev libznz-dev zlib1g-dev libdeflate-dev libisal-dev libdcmtk-dev libopenjp2-7-dev libsodium-dev libssl-dev libopenmpi-dev openmpi-bin libcurl4-openssl-dev g++"
 [ "$what" = fuzz ] && pkgs="$pkgs clang libclang-rt-14-dev"
-[ "$what" = build ] || [ "$what" = fuzz ] || pkgs="$pkgs libcriterion-dev bats python3 python3-venv python3-pip time dcm2niix dcmtk dicom3tools orthanc orthanc-dicomweb openssl iproute2"
+[ "$what" = gpupack ] && pkgs="$pkgs patchelf"
+[ "$what" = build ] || [ "$what" = fuzz ] || [ "$what" = gpupack ] || pkgs="$pkgs libcriterion-dev bats python3 python3-venv python3-pip time dcm2niix dcmtk dicom3tools orthanc orthanc-dicomweb openssl iproute2"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

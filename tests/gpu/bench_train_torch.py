@@ -24,11 +24,19 @@ torch.manual_seed(0)
 cl = torch.channels_last_3d
 x = (torch.rand(n, 1, size, size, size, device=dev) - 0.5).to(memory_format=cl)
 t = torch.randint(0, k, (n, 1, size, size, size), device=dev)
+try:
+    if arch == "unet":
+        from dynamic_network_architectures.architectures.unet import PlainConvUNet
+        from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+        from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+        from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+    else:
+        from monai.losses import DiceCELoss
+        from monai.networks.nets import SegResNet
+except ImportError as e:  # the device image has no monai/nnunetv2: tests/gpu/pack.sh packs their wheels
+    sys.exit("bench_train_torch.py: error: %s (needs monai for segresnet, nnunetv2 and dynamic_network_architectures "
+             "for unet: .venv here; on the device machine the wheels of .gpupack, installed by tests/gpu/device_check.sh)" % e)
 if arch == "unet":
-    from dynamic_network_architectures.architectures.unet import PlainConvUNet
-    from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
-    from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
-    from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
     net = PlainConvUNet(1, 4, [f << s for s in range(4)], torch.nn.Conv3d, 3, [1, 2, 2, 2], 2, k, 2, conv_bias=True,
                         norm_op=torch.nn.InstanceNorm3d, norm_op_kwargs={"eps": 1e-5, "affine": True},
                         nonlin=torch.nn.LeakyReLU, nonlin_kwargs={"inplace": True}, deep_supervision=True)
@@ -39,8 +47,6 @@ if arch == "unet":
     opt = torch.optim.SGD(net.parameters(), 1e-2, weight_decay=3e-5, momentum=0.99, nesterov=True)
     tg = [t, t[:, :, 1::2, 1::2, 1::2], t[:, :, 2::4, 2::4, 2::4]]
 else:
-    from monai.losses import DiceCELoss
-    from monai.networks.nets import SegResNet
     net = SegResNet(init_filters=f, in_channels=1, out_channels=k, blocks_down=(1, 2, 2, 4), blocks_up=(1, 1, 1))
     net = net.to(dev).to(memory_format=cl)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)

@@ -22,13 +22,28 @@
 #            whole volume; same model file and settings) on the same GPU, then
 #            tests/gpu/whole_volume.sh: infer-ressegnet itself on a volume of bench_torch.py's
 #            size (f16+f16 band, tf32, f32), time per case against PyTorch's whole-volume line
+#   others   every other executable tests/gpu/check_*.sh but check_train.sh (check_review.sh,
+#            check_unet.sh, check_pipeline.sh, check_train_state.sh, ... when present), unless
+#            VP_GPU_NO_SUBCHECKS=1 (tests/gpu/device_check.sh runs them itself, each in its budget)
 # and prints a summary for BENCHMARKS.md. Logs go to $OUT (the device tool's output folder) or
 # tests/tmp/gpu; big files (model, streams) to tests/tmp/gpu.
 #   usage: tests/gpu/check.sh [DATA_DIR]     (default ../shared/data; the CT part SKIPs if absent)
 #   env:   SKIP_BENCH=1 (no benchmark), PY=python with torch (default .venv/bin/python, else python3)
+#          VP_GPU_PACK=DIR  use the prebuilt binaries of a pack (tests/gpu/pack.sh; on the device
+#                  machine, through tests/gpu/device_check.sh): nothing is built; bin/ and build/gpu/
+#                  are links into the pack (tests/gpu/pack_env.sh). Unset: build here (tests/gpu/build.sh)
+#          VP_GPU_ONLY="ops oom grad sliding segresnet infer bench others"  run only these steps
+#          VP_GPU_DEADLINE=EPOCH  clip every step's timeout to end by then; skip steps past it
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 DATA=${1:-../shared/data}
+want() { case " ${VP_GPU_ONLY:-ops oom grad sliding segresnet infer bench others} " in *" $1 "*) return 0 ;; esac; return 1; }
+tmo() { # N: N seconds, or what is left before VP_GPU_DEADLINE if less (at least 1)
+    local t=$1 l
+    [ -n "${VP_GPU_DEADLINE:-}" ] && { l=$((VP_GPU_DEADLINE - $(date +%s))); [ "$l" -lt "$t" ] && t=$l; }
+    [ "$t" -lt 1 ] && t=1
+    echo "$t"
+}
 WORK=tests/tmp/gpu
 LOG=${OUT:-$WORK}
 mkdir -p "$WORK" "$LOG"
@@ -43,26 +58,26 @@ say "gpu check on: $GPU"
 T0=$(date +%s)
 elapsed() { echo $(($(date +%s) - T0)); }
 
-# ---- build: only what is needed (not `make all`, whose deps step may want the network)
-if ! timeout 300 make -j"$(nproc)" bin/infer-ressegnet bin/infer-unet bin/normalize bin/vol-read bin/vol-write gpu-check-build \
-    >"$LOG/build.log" 2>&1; then
-    say "gpu check: FAIL: build (last lines of $LOG/build.log):"; tail -20 "$LOG/build.log"; exit 1
+# ---- build: only what is needed (not `make all`, whose deps step may want the network), or the pack's
+if [ -n "${VP_GPU_PACK:-}" ]; then
+    # shellcheck source=tests/gpu/pack_env.sh
+    . tests/gpu/pack_env.sh
+    vp_pack_setup || { say "gpu check: FAIL: the pack $VP_GPU_PACK cannot be used"; exit 1; }
+    for f in bin/infer-ressegnet bin/infer-unet bin/normalize bin/vol-read bin/vol-write build/gpu/test_cuda_ops \
+        build/gpu/test_cuda_grad build/gpu/test_cuda_sliding build/gpu/test_cuda_segresnet build/gpu/bench_segresnet; do
+        [ -x "$f" ] || { say "gpu check: FAIL: $f is not in the pack $VP_GPU_PACK (rebuild it: tests/gpu/pack.sh)"; exit 1; }
+    done
+    say "build: none: the pack's binaries ($(sed -n 2,3p "$VP_GPU_PACK/MANIFEST" | paste -sd';'))"
+else
+    : >"$LOG/build.log"
+    JOBS=$(nproc) tests/gpu/build.sh check "$LOG/build.log" || { say "gpu check: FAIL: build (see $LOG/build.log)"; exit 1; }
+    say "build: ok ($(elapsed) s)"
 fi
-ls build/lib/cuda/*.o >/dev/null 2>&1 ||
-    { say "gpu check: FAIL: the CUDA backend was not built (nvcc/cuDNN not found by the Makefile)"; exit 1; }
-LDLIBS=$(make -s print-ldlibs)
-for d in test_cuda_grad test_cuda_sliding test_cuda_segresnet bench_segresnet; do
-    if ! cc -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Wno-unused-parameter -Ilib -I/usr/include/nifti -DVP_HAVE_CUDA \
-        -o "build/gpu/$d" "tests/gpu/$d.c" build/libvoxpipe.a $LDLIBS >>"$LOG/build.log" 2>&1; then
-        say "gpu check: FAIL: build of tests/gpu/$d.c (see $LOG/build.log)"; tail -20 "$LOG/build.log"; exit 1
-    fi
-done
-say "build: ok ($(elapsed) s)"
 
 rc=0
 fails=()
 step() { # name timeout command...: run, tee the log, record failure
-    local name=$1 t=$2; shift 2
+    local name=$1 t; t=$(tmo "$2"); shift 2
     say "== $name"
     timeout "$t" "$@" > >(tee "$LOG/$name.txt") 2>"$LOG/$name.err"
     local e=$?
@@ -74,10 +89,12 @@ step() { # name timeout command...: run, tee the log, record failure
     return $e
 }
 
-step ops 150 build/gpu/test_cuda_ops
+want ops && step ops 150 build/gpu/test_cuda_ops
 
+oom="not run"
+if want oom; then
 say "== oom"
-build/gpu/test_cuda_ops --oom >"$LOG/oom.out" 2>"$LOG/oom.err"
+timeout "$(tmo 60)" build/gpu/test_cuda_ops --oom >"$LOG/oom.out" 2>"$LOG/oom.err"
 e=$?
 if [ $e -eq 4 ] && grep -q 'out of device memory' "$LOG/oom.err" && [ ! -s "$LOG/oom.out" ]; then
     oom="ok (exit 4, \"$(grep -m1 'out of device memory' "$LOG/oom.err" | cut -c1-110)\", nothing on stdout)"
@@ -85,13 +102,14 @@ else
     oom="FAIL (exit $e, stdout $(wc -c <"$LOG/oom.out") bytes, stderr: $(tail -1 "$LOG/oom.err"))"; rc=1; fails+=(oom)
 fi
 say "oom: $oom"
+fi
 
-step grad 90 build/gpu/test_cuda_grad
-step sliding 120 build/gpu/test_cuda_sliding
-step segresnet 90 build/gpu/test_cuda_segresnet
+want grad && step grad 90 build/gpu/test_cuda_grad
+want sliding && step sliding 120 build/gpu/test_cuda_sliding
+want segresnet && step segresnet 90 build/gpu/test_cuda_segresnet
 
 # ---- inference on the shared CT, cuda vs cpu
-say "== infer"
+want infer && say "== infer"
 CT="$DATA/totalseg/example_ct_sm.nii.gz"
 agree() { # agreement of two label NIfTI files (.nii), as a percentage
     python3 - "$1" "$2" <<'EOF'
@@ -116,7 +134,7 @@ infer_one() { # prog tag model "VARIANTS" extra-args...: sets $line. VARIANTS: s
         local f=${name%!}
         rm -f "$WORK/$tag-$f-label.nii" "$WORK/$tag-$f.vxp"
         s=$(date +%s.%N)
-        timeout 120 "bin/$prog" -v --backend "$be" "${args[@]}" -m "$model" "$@" -i "$WORK/$tag-in.vxp" -o "$WORK/$tag-$f.vxp" 2>"$LOG/$tag-$f.err"
+        timeout "$(tmo 120)" "bin/$prog" -v --backend "$be" "${args[@]}" -m "$model" "$@" -i "$WORK/$tag-in.vxp" -o "$WORK/$tag-$f.vxp" 2>"$LOG/$tag-$f.err"
         e=$?
         t=$(awk -v a="$s" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
         if [ $e -ne 0 ]; then
@@ -140,7 +158,9 @@ infer_one() { # prog tag model "VARIANTS" extra-args...: sets $line. VARIANTS: s
         line="$line; $f ($be ${args[*]}): $how, $t s${pk:+, device peak $pk MiB}"
     done
 }
-if [ ! -f "$CT" ]; then
+if ! want infer; then
+    seg="not run"; unet="not run"
+elif [ ! -f "$CT" ]; then
     seg="skipped (no CT)"; unet="skipped (no CT)"
 else
     bin/vol-read "$CT" "$CT" >"$WORK/seg-in.vxp" || { say "infer: FAIL: vol-read"; exit 1; } # two cases
@@ -151,13 +171,14 @@ else
     infer_one infer-unet unet tests/golden/unet/model.safetensors "cpu=cpu cuda!=cuda f16=cuda:0:f16" --no-preprocess
     unet="$line (host-staged ops: no device-resident U-Net)"
 fi
-say "infer-ressegnet: $seg"
-say "infer-unet: $unet"
+want infer && say "infer-ressegnet: $seg" && say "infer-unet: $unet"
 
 # ---- benchmark: PyTorch then voxpipe, same GPU, same model file
-if [ "$(elapsed)" -gt 200 ]; then
-    say "== bench: SKIP: $(elapsed) s spent already (the check keeps under 5 minutes; run bench/bench_cuda.sh alone)"
-elif [ "${SKIP_BENCH:-0}" != 1 ]; then
+if ! want bench || [ "${SKIP_BENCH:-0}" = 1 ]; then
+    :
+elif [ "$(elapsed)" -gt 200 ] || [ "$(tmo 999)" -lt 60 ]; then
+    say "== bench: SKIP: $(elapsed) s spent already, $(tmo 999) s left (the check keeps under 5 minutes; VP_GPU_ONLY=bench runs it alone)"
+else
     PY=${PY:-}
     [ -z "$PY" ] && { if .venv/bin/python -c 'import torch' 2>/dev/null; then PY=.venv/bin/python; else PY=python3; fi; }
     say "== bench ($(elapsed) s so far; python: $PY)"
@@ -168,21 +189,34 @@ elif [ "${SKIP_BENCH:-0}" != 1 ]; then
     fi
 fi
 
+# ---- the other real-GPU checks (unless tests/gpu/device_check.sh runs them itself)
+subs=()
+if want others && [ "${VP_GPU_NO_SUBCHECKS:-0}" != 1 ]; then
+    for f in tests/gpu/check_*.sh; do
+        [ "$f" = tests/gpu/check_train.sh ] && continue
+        if [ -x "$f" ]; then
+            n=$(basename "$f" .sh)
+            step "$n" 180 "$f" && subs+=("$n: PASS") || subs+=("$n: FAIL")
+        fi
+    done
+fi
+
 say ""
-say "---- summary for BENCHMARKS.md ($(date -u +%Y-%m-%d), $(git rev-parse --short HEAD 2>/dev/null), $(elapsed) s)"
+say "---- summary for BENCHMARKS.md ($(date -u +%Y-%m-%d), $(git rev-parse --short HEAD 2>/dev/null || sed -n 's/^commit: \([0-9a-f]\{9\}\).*/\1 (pack)/p' "${VP_GPU_PACK:-.}/MANIFEST" 2>/dev/null), $(elapsed) s)"
 say "GPU: $GPU"
-grep -h '^device:' "$LOG/ops.txt" 2>/dev/null
-say "CUDA ops vs reference: $(grep -h '^cuda ops' "$LOG/ops.txt" 2>/dev/null | sed 's/^cuda ops vs reference: //') (f32: max abs <= 1e-4 or NMSE <= 1e-7; tf32/f16/bf16 conv: 1e-2 relative; device NCDHW, NDHWC, host-staged)"
-say "CUDA backward ops vs nn_grad reference: $(grep -h '^cuda backward' "$LOG/grad.txt" 2>/dev/null | sed 's/^.*reference: //')"
-say "device sliding window vs CPU: $(grep -h '^cuda sliding window:' "$LOG/sliding.txt" 2>/dev/null | sed 's/^cuda sliding window: //')"
-say "device SegResNet vs MONAI: $(grep -h '^cuda segresnet vs MONAI:' "$LOG/segresnet.txt" 2>/dev/null | sed 's/^.*MONAI: //')"
-say "out of device memory: $oom"
+want ops && grep -h '^device:' "$LOG/ops.txt" 2>/dev/null
+want ops && say "CUDA ops vs reference: $(grep -h '^cuda ops' "$LOG/ops.txt" 2>/dev/null | sed 's/^cuda ops vs reference: //') (f32: max abs <= 1e-4 or NMSE <= 1e-7; tf32/f16/bf16 conv: 1e-2 relative; device NCDHW, NDHWC, host-staged)"
+want grad && say "CUDA backward ops vs nn_grad reference: $(grep -h '^cuda backward' "$LOG/grad.txt" 2>/dev/null | sed 's/^.*reference: //')"
+want sliding && say "device sliding window vs CPU: $(grep -h '^cuda sliding window:' "$LOG/sliding.txt" 2>/dev/null | sed 's/^cuda sliding window: //')"
+want segresnet && say "device SegResNet vs MONAI: $(grep -h '^cuda segresnet vs MONAI:' "$LOG/segresnet.txt" 2>/dev/null | sed 's/^.*MONAI: //')"
+want oom && say "out of device memory: $oom"
 grep -h '^FAIL' "$LOG"/ops.txt "$LOG"/grad.txt "$LOG"/sliding.txt "$LOG"/segresnet.txt 2>/dev/null | head -20
 grep -h '^bench' "$LOG"/ops.txt "$LOG"/sliding.txt 2>/dev/null
-say "infer-ressegnet --backend cuda vs cpu: $seg"
-say "infer-unet --backend cuda vs cpu: $unet"
+want infer && say "infer-ressegnet --backend cuda vs cpu: $seg"
+want infer && say "infer-unet --backend cuda vs cpu: $unet"
 grep -h '^torch:' "$LOG/bench_torch.txt" 2>/dev/null
 grep -h '^voxpipe:' "$LOG/bench_voxpipe.txt" "$LOG/whole.txt" 2>/dev/null
+[ ${#subs[@]} -gt 0 ] && say "other checks: ${subs[*]}"
 [ ${#fails[@]} -gt 0 ] && say "failed steps: ${fails[*]}"
 say "result: $([ $rc -eq 0 ] && echo PASS || echo FAIL)"
 exit $rc

@@ -22,6 +22,11 @@
 # and prints a summary for BENCHMARKS.md. Logs go to $OUT (the device tool's output folder) or
 # tests/tmp/gpu-train.
 #   usage: tests/gpu/check_train.sh         env: SKIP_BENCH=1, PY (default .venv/bin/python)
+#   env:   VP_GPU_PACK=DIR  the prebuilt binaries of a pack (tests/gpu/pack.sh; on the device machine
+#          through tests/gpu/device_check.sh): nothing built, bin/ and build/gpu/ link into the pack
+#          (tests/gpu/pack_env.sh); unset: built here (tests/gpu/build.sh train)
+#          VP_GPU_ONLY="parity programs nccl bench ..."  run only these steps (names of `step`)
+#          VP_GPU_DEADLINE=EPOCH  clip every step's timeout to end by then
 set -u
 # shellcheck disable=SC2317,SC2054 # the step functions run through `bash -c`; option lists hold commas
 cd "$(dirname "$0")/../.." || exit 1
@@ -40,22 +45,30 @@ say "gpu train check on: $(nvidia-smi --query-gpu=name,driver_version,memory.tot
 T0=$(date +%s)
 elapsed() { echo $(($(date +%s) - T0)); }
 
-if ! timeout 240 make -j"$(nproc)" bin/train-unet bin/train-ressegnet >"$LOG/train-build.log" 2>&1; then
-    say "gpu train check: FAIL: build (last lines of $LOG/train-build.log):"; tail -20 "$LOG/train-build.log"; exit 1
+if [ -n "${VP_GPU_PACK:-}" ]; then
+    # shellcheck source=tests/gpu/pack_env.sh
+    . tests/gpu/pack_env.sh
+    vp_pack_setup || { say "gpu train check: FAIL: the pack $VP_GPU_PACK cannot be used"; exit 1; }
+    for f in bin/train-unet bin/train-ressegnet build/gpu/test_cuda_train; do
+        [ -x "$f" ] || { say "gpu train check: FAIL: $f is not in the pack $VP_GPU_PACK (tests/gpu/pack.sh)"; exit 1; }
+    done
+    say "build: none: the pack's binaries ($(sed -n 2p "$VP_GPU_PACK/MANIFEST"))"
+else
+    : >"$LOG/train-build.log"
+    JOBS=$(nproc) tests/gpu/build.sh train "$LOG/train-build.log" || { say "gpu train check: FAIL: build (see $LOG/train-build.log)"; exit 1; }
+    say "build: ok ($(elapsed) s)"
 fi
-mkdir -p build/gpu
-# shellcheck disable=SC2046 # the link line is meant to split into words
-if ! cc -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Wno-unused-parameter -Ilib -I/usr/include/nifti -DVP_HAVE_CUDA \
-    -o build/gpu/test_cuda_train tests/gpu/test_cuda_train.c build/libvoxpipe.a $(make -s print-ldlibs) >>"$LOG/train-build.log" 2>&1; then
-    say "gpu train check: FAIL: build of tests/gpu/test_cuda_train.c"; tail -20 "$LOG/train-build.log"; exit 1
-fi
-say "build: ok ($(elapsed) s)"
 
 rc=0
 fails=()
-step() { # name timeout command...
+step() { # name timeout command...  (skipped unless in VP_GPU_ONLY; timeout clipped to VP_GPU_DEADLINE)
     local name=$1 t=$2
     shift 2
+    case " ${VP_GPU_ONLY:-$name} " in *" $name "*) ;; *) return 0 ;; esac
+    if [ -n "${VP_GPU_DEADLINE:-}" ] && [ $((VP_GPU_DEADLINE - $(date +%s))) -lt "$t" ]; then
+        t=$((VP_GPU_DEADLINE - $(date +%s)))
+        [ "$t" -ge 5 ] || { say "== $name: SKIP (no time left before VP_GPU_DEADLINE)"; return 0; }
+    fi
     say "== $name"
     timeout "$t" "$@" >"$LOG/train-$name.log" 2>&1
     local e=$?
