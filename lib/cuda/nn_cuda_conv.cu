@@ -1,15 +1,19 @@
 // nn_cuda_conv.cu - the convolution core of the CUDA backend: cuDNN forward, backward data and
 // backward filter (legacy Nd API), in NCDHW or NDHWC, f32 (FMA), TF32, f16 or bf16 math.
 //
-// Precision: f32 and tf32 run on the f32 tensors directly (cuDNN math FMA / TENSOR_OP); f16 and
-// bf16 convert the operands on the device into temporaries of that type, run cuDNN with f32
-// accumulation (CUDNN_DATA_FLOAT compute, TENSOR_OP math) and convert the result back to f32.
+// Precision: f32 and tf32 run on the f32 tensors directly (cuDNN math FMA, or tensor-op TF32); f16
+// and bf16 convert the operands on the device into temporaries of that type, run cuDNN with f32
+// accumulation (CUDNN_DATA_FLOAT compute) and convert the result back to f32.
 // Layout: NDHWC activations go with NHWC filters (K, kd, kh, kw, C): PyTorch-layout weights are
 // permuted on the device per call (small), a weight gradient permuted back.
 // Algorithm: cuDNN's heuristic list (..._v7, no timing runs, so the choice and therefore the
 // output bytes do not change between runs), the first entry that is deterministic, fits the math
-// (f32: no tensor-op math) and whose workspace query succeeds with at most 1 GiB; cached per
-// (kind, shapes, stride, padding, layout, math).
+// (f32: CUDNN_FMA_MATH only -- DEFAULT_MATH lets cuDNN use TF32 on sm_80+; tf32: no conversion to
+// f16) and whose workspace query succeeds with at most 1 GiB; cached per (kind, shapes, stride,
+// padding, layout, math). cuDNN picks algorithm and math type as a pair: the entry's mathType is set
+// on the descriptor before its workspace query and before the call (as PyTorch's Conv_v7.cpp does).
+// When cuDNN has no such algorithm for NDHWC in this math, the convolution runs in NCDHW on
+// permuted temporaries (slower, same result) and says so with -v (once per shape).
 #include "nn_cuda_int.h"
 
 #include <string.h>
@@ -25,7 +29,7 @@ struct algo_key {
 };
 struct algo_entry {
     algo_key k;
-    int algo;
+    int algo, math_type, layout; // cuDNN's algorithm, its cudnnMathType_t, the layout cuDNN runs in
     size_t ws;
 };
 #define ALGO_CACHE 512
@@ -39,11 +43,12 @@ static algo_entry *algo_find(int dev, const algo_key *k)
     return NULL;
 }
 
-static algo_entry *algo_put(int dev, const algo_key *k, int algo, size_t ws)
+static algo_entry *algo_put(int dev, const algo_key *k, int algo, int math_type, int layout, size_t ws)
 {
     int i = algo_n[dev] < ALGO_CACHE ? algo_n[dev]++ : (int)((k->i[1] + k->w[0] + k->o[4]) % ALGO_CACHE); // full: overwrite one
-    algo_cache[dev][i].k = *k, algo_cache[dev][i].algo = algo, algo_cache[dev][i].ws = ws;
-    return &algo_cache[dev][i];
+    algo_entry *e = &algo_cache[dev][i];
+    e->k = *k, e->algo = algo, e->math_type = math_type, e->layout = layout, e->ws = ws;
+    return e;
 }
 
 static int fits_int(const vp_tensor *t, const char *op)
@@ -70,51 +75,102 @@ fail:
 
 static const size_t WS_MAX = (size_t)1 << 30; // workspace cap: algorithms that want more (FFT) are passed over
 
+// f32: FMA kernels only (CUDNN_DEFAULT_MATH permits TF32 tensor cores on f32 data from sm_80 on);
+// tf32: anything but ALLOW_CONVERSION (f32 operands down-converted to f16); f16/bf16: anything
 static int ok_math(cudnnMathType_t m, vp_cuda_math math)
 {
-    int tensor_op = m == CUDNN_TENSOR_OP_MATH || m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
-    return math == VP_CUDA_F32 ? !tensor_op : 1;
+    if (math == VP_CUDA_F32) return m == CUDNN_FMA_MATH;
+    if (math == VP_CUDA_TF32) return m != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+    return 1;
 }
 
-// Choose (and cache) the algorithm for the descriptors; NULL after vp_error.
-static algo_entry *choose(vp_cuda_ctx *c, const char *op, const algo_key *key, cudnnTensorDescriptor_t id, cudnnFilterDescriptor_t wd,
-                          cudnnTensorDescriptor_t od, cudnnConvolutionDescriptor_t cd, vp_cuda_math math)
+// the math type the descriptors start from (cuDNN's heuristics then return (algorithm, math type)
+// pairs): PyTorch's choices (aten/src/ATen/cudnn/Descriptors.h), f32 without TF32 FMA_MATH, f32
+// with TF32 DEFAULT_MATH, half TENSOR_OP_MATH, bfloat16 DEFAULT_MATH
+static cudnnMathType_t desc_math(vp_cuda_math math)
 {
-    algo_entry *ae = algo_find(c->dev, key);
-    if (ae) return ae;
-    int got = 0, chosen = -1;
+    return math == VP_CUDA_F32 ? CUDNN_FMA_MATH : math == VP_CUDA_F16 ? CUDNN_TENSOR_OP_MATH : CUDNN_DEFAULT_MATH;
+}
+
+// The first usable entry of cuDNN's heuristic list for the descriptors (in layout `layout`): its
+// algorithm, math type and workspace into *e; 0, or -1 when there is none (no message).
+static int choose_in(vp_cuda_ctx *c, int kind, cudnnTensorDescriptor_t id, cudnnFilterDescriptor_t wd, cudnnTensorDescriptor_t od,
+                     cudnnConvolutionDescriptor_t cd, vp_cuda_math math, algo_entry *e)
+{
+    int got = 0;
     size_t wsz = 0;
-    if (key->kind == VP_CONV_FWD) {
+#define TRY(perf, wsquery)                                                                                                          \
+    for (int i = 0; i < got; i++) {                                                                                                 \
+        if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].determinism != CUDNN_DETERMINISTIC || !ok_math(perf[i].mathType, math)) \
+            continue;                                                                                                               \
+        if (cudnnSetConvolutionMathType(cd, perf[i].mathType) != CUDNN_STATUS_SUCCESS) continue;                                     \
+        if (wsquery == CUDNN_STATUS_SUCCESS && wsz <= WS_MAX) {                                                                     \
+            e->algo = (int)perf[i].algo, e->math_type = (int)perf[i].mathType, e->ws = wsz;                                          \
+            return 0;                                                                                                               \
+        }                                                                                                                           \
+    }
+    if (kind == VP_CONV_FWD) {
         cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-        CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(c->dnn, id, wd, cd, od, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
-        for (int i = 0; i < got && chosen < 0; i++)
-            if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC && ok_math(perf[i].mathType, math) &&
-                cudnnGetConvolutionForwardWorkspaceSize(c->dnn, id, wd, cd, od, perf[i].algo, &wsz) == CUDNN_STATUS_SUCCESS && wsz <= WS_MAX)
-                chosen = (int)perf[i].algo;
-    } else if (key->kind == VP_CONV_BWD_DATA) {
+        if (cudnnGetConvolutionForwardAlgorithm_v7(c->dnn, id, wd, cd, od, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf) != CUDNN_STATUS_SUCCESS)
+            return -1;
+        TRY(perf, cudnnGetConvolutionForwardWorkspaceSize(c->dnn, id, wd, cd, od, perf[i].algo, &wsz))
+    } else if (kind == VP_CONV_BWD_DATA) {
         cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-        CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(c->dnn, wd, od, cd, id, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
-        for (int i = 0; i < got && chosen < 0; i++)
-            if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC && ok_math(perf[i].mathType, math) &&
-                cudnnGetConvolutionBackwardDataWorkspaceSize(c->dnn, wd, od, cd, id, perf[i].algo, &wsz) == CUDNN_STATUS_SUCCESS && wsz <= WS_MAX)
-                chosen = (int)perf[i].algo;
+        if (cudnnGetConvolutionBackwardDataAlgorithm_v7(c->dnn, wd, od, cd, id, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf) !=
+            CUDNN_STATUS_SUCCESS)
+            return -1;
+        TRY(perf, cudnnGetConvolutionBackwardDataWorkspaceSize(c->dnn, wd, od, cd, id, perf[i].algo, &wsz))
     } else {
         cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-        CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->dnn, id, od, cd, wd, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf));
-        for (int i = 0; i < got && chosen < 0; i++)
-            if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].determinism == CUDNN_DETERMINISTIC && ok_math(perf[i].mathType, math) &&
-                cudnnGetConvolutionBackwardFilterWorkspaceSize(c->dnn, id, od, cd, wd, perf[i].algo, &wsz) == CUDNN_STATUS_SUCCESS && wsz <= WS_MAX)
-                chosen = (int)perf[i].algo;
+        if (cudnnGetConvolutionBackwardFilterAlgorithm_v7(c->dnn, id, od, cd, wd, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf) !=
+            CUDNN_STATUS_SUCCESS)
+            return -1;
+        TRY(perf, cudnnGetConvolutionBackwardFilterWorkspaceSize(c->dnn, id, od, cd, wd, perf[i].algo, &wsz))
     }
-    if (chosen < 0) {
-        static const char *mn[] = {"f32", "tf32", "f16", "bf16"};
-        vp_error("%s: cuDNN offers no deterministic %s algorithm for input (%lld,%lld,%lld,%lld,%lld), weight (%lld,%lld,%lld,%lld,%lld), %s",
-                 op, mn[math], (long long)key->i[0], (long long)key->i[1], (long long)key->i[2], (long long)key->i[3], (long long)key->i[4],
-                 (long long)key->w[0], (long long)key->w[1], (long long)key->w[2], (long long)key->w[3], (long long)key->w[4],
-                 key->layout ? "NDHWC" : "NCDHW");
-        return NULL;
+#undef TRY
+    return -1;
+}
+
+// Set the descriptors for layout `layout` (activations) and type dt.
+static int set_descs(const vp_tensor *I, const int *wdims, const vp_tensor *O, int layout, int dt, cudnnTensorDescriptor_t id,
+                     cudnnFilterDescriptor_t wd, cudnnTensorDescriptor_t od)
+{
+    if (set_act_desc(id, I->shape, layout, dt) || set_act_desc(od, O->shape, layout, dt)) return -1;
+    CUDNN_CHECK(cudnnSetFilterNdDescriptor(wd, dnn_type(dt), layout == VP_CUDA_NDHWC ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW, 5, wdims));
+    return 0;
+fail:
+    return -1;
+}
+
+// Choose (and cache) the algorithm, math type and the layout cuDNN runs in: the op's layout, or
+// NCDHW when cuDNN has nothing for NDHWC. The descriptors are left set for the entry's layout and
+// math type. NULL after vp_error.
+static algo_entry *choose(vp_cuda_ctx *c, const char *op, const algo_key *key, const vp_tensor *I, const int *wdims, const vp_tensor *O,
+                          int dt, cudnnTensorDescriptor_t id, cudnnFilterDescriptor_t wd, cudnnTensorDescriptor_t od,
+                          cudnnConvolutionDescriptor_t cd, vp_cuda_math math)
+{
+    static const char *mn[] = {"f32", "tf32", "f16", "bf16"};
+    algo_entry *ae = algo_find(c->dev, key), e;
+    if (ae) {
+        if (set_descs(I, wdims, O, ae->layout, dt, id, wd, od)) return NULL;
+        CUDNN_CHECK(cudnnSetConvolutionMathType(cd, (cudnnMathType_t)ae->math_type));
+        return ae;
     }
-    return algo_put(c->dev, key, chosen, wsz);
+    memset(&e, 0, sizeof e);
+    for (int l = key->layout; l >= 0; l--) { // NDHWC (1), then NCDHW (0); NCDHW only once
+        if (set_descs(I, wdims, O, l, dt, id, wd, od)) return NULL;
+        CUDNN_CHECK(cudnnSetConvolutionMathType(cd, desc_math(math)));
+        if (choose_in(c, key->kind, id, wd, od, cd, math, &e) == 0) {
+            if (l != key->layout)
+                vp_debug("%s: cuDNN has no deterministic %s algorithm in NDHWC for this shape: NCDHW temporaries", op, mn[math]);
+            return algo_put(c->dev, key, e.algo, e.math_type, l, e.ws);
+        }
+    }
+    vp_error("%s: cuDNN offers no deterministic %s algorithm for input (%lld,%lld,%lld,%lld,%lld), weight (%lld,%lld,%lld,%lld,%lld), %s",
+             op, mn[math], (long long)key->i[0], (long long)key->i[1], (long long)key->i[2], (long long)key->i[3], (long long)key->i[4],
+             (long long)key->w[0], (long long)key->w[1], (long long)key->w[2], (long long)key->w[3], (long long)key->w[4],
+             key->layout ? "NDHWC (nor NCDHW)" : "NCDHW");
+    return NULL;
 fail:
     return NULL;
 }
@@ -134,11 +190,11 @@ int vp_cuda_conv_run(const vp_nn_backend *be, const char *op, int kind, const vp
     cudnnTensorDescriptor_t id = NULL, od = NULL;
     cudnnFilterDescriptor_t wd = NULL;
     cudnnConvolutionDescriptor_t cd = NULL;
-    int wdims[5], pad[3], str[3], dil[3] = {1, 1, 1};
+    int wdims[5], pad[3], str[3], dil[3] = {1, 1, 1}, lc;
     const float one = 1.0f, zero = 0.0f;
     algo_key key;
     algo_entry *ae = NULL;
-    void *ws = NULL, *tmp[3] = {NULL, NULL, NULL}; // converted I, W, O
+    void *ws = NULL, *tmp[3] = {NULL, NULL, NULL}; // converted / permuted I, W, O
     const float *f[3];                             // the f32 device pointers of I, W, O
     float *fout = NULL;
     const vp_tensor *ts[3] = {I, W, O};
@@ -155,6 +211,14 @@ int vp_cuda_conv_run(const vp_nn_backend *be, const char *op, int kind, const vp
     memcpy(key.stride, p->stride, sizeof key.stride), memcpy(key.pad, p->pad, sizeof key.pad);
 
     CUDA_CHECK(cudaSetDevice(c->dev));
+    // descriptors and algorithm first: they say which layout cuDNN runs in (lc)
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&id));
+    CUDNN_CHECK(cudnnCreateTensorDescriptor(&od));
+    CUDNN_CHECK(cudnnCreateFilterDescriptor(&wd));
+    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&cd));
+    CUDNN_CHECK(cudnnSetConvolutionNdDescriptor(cd, 3, pad, str, dil, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    if (!(ae = choose(c, op, &key, I, wdims, O, dt, id, wd, od, cd, math))) goto fail;
+    lc = ae->layout;
     for (int i = 0; i < 3; i++) {
         if (i == outi) {
             if (i == 1) st.layout = VP_CUDA_NCDHW; // the weight gradient: PyTorch layout, host or device
@@ -166,30 +230,23 @@ int vp_cuda_conv_run(const vp_nn_backend *be, const char *op, int kind, const vp
             goto fail;
         }
     }
-    // cuDNN's buffers: the f32 ones, or converted / permuted temporaries
+    // cuDNN's buffers: the f32 ones, or temporaries converted to dt and/or permuted: weights
+    // (K, C, R) -> (K, R, C) when cuDNN runs in NDHWC, activations NDHWC (N, S, C) -> NCDHW (N, C, S)
+    // when the op is NDHWC but cuDNN runs in NCDHW
     for (int i = 0; i < 3; i++) {
-        const int64_t n = vp_tensor_numel(ts[i]);
-        const int permute = i == 1 && l == VP_CUDA_NDHWC;
+        const int64_t n = vp_tensor_numel(ts[i]), N = ts[i]->shape[0], C = ts[i]->shape[1], R = n / (N * C);
+        const int permute = i == 1 ? lc == VP_CUDA_NDHWC : lc != l;
         if (dt == VP_DT_F32 && !permute) {
             buf[i] = (void *)f[i];
             continue;
         }
         if (!(buf[i] = tmp[i] = vp_cuda_tmp(c, (size_t)n * vp_dt_size(dt), "a converted convolution operand"))) goto fail;
         if (i == outi) continue;
-        // weights (K, C, R) -> (K, R, C) for NHWC; activations only change type
-        if (permute ? vp_k_convert(c, f[i], VP_DT_F32, buf[i], dt, W->shape[0], W->shape[1], n / (W->shape[0] * W->shape[1]))
-                    : vp_k_convert(c, f[i], VP_DT_F32, buf[i], dt, 1, 1, n))
+        if (!permute ? vp_k_convert(c, f[i], VP_DT_F32, buf[i], dt, 1, 1, n)
+            : i == 1 ? vp_k_convert(c, f[i], VP_DT_F32, buf[i], dt, N, C, R)
+                     : vp_k_convert(c, f[i], VP_DT_F32, buf[i], dt, N, R, C))
             goto fail;
     }
-    CUDNN_CHECK(cudnnCreateTensorDescriptor(&id));
-    CUDNN_CHECK(cudnnCreateTensorDescriptor(&od));
-    CUDNN_CHECK(cudnnCreateFilterDescriptor(&wd));
-    CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&cd));
-    if (set_act_desc(id, I->shape, l, dt) || set_act_desc(od, O->shape, l, dt)) goto fail;
-    CUDNN_CHECK(cudnnSetFilterNdDescriptor(wd, dnn_type(dt), l == VP_CUDA_NDHWC ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW, 5, wdims));
-    CUDNN_CHECK(cudnnSetConvolutionNdDescriptor(cd, 3, pad, str, dil, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    CUDNN_CHECK(cudnnSetConvolutionMathType(cd, math == VP_CUDA_F32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH));
-    if (!(ae = choose(c, op, &key, id, wd, od, cd, math))) goto fail;
     if (ae->ws && !(ws = vp_cuda_scratch(c, ae->ws))) goto fail;
     if (kind == VP_CONV_FWD)
         CUDNN_CHECK(cudnnConvolutionForward(c->dnn, &one, id, buf[0], wd, buf[1], cd, (cudnnConvolutionFwdAlgo_t)ae->algo, ws, ae->ws,
@@ -200,11 +257,12 @@ int vp_cuda_conv_run(const vp_nn_backend *be, const char *op, int kind, const vp
     else
         CUDNN_CHECK(cudnnConvolutionBackwardFilter(c->dnn, &one, id, buf[0], od, buf[2], cd, (cudnnConvolutionBwdFilterAlgo_t)ae->algo,
                                                    ws, ae->ws, &zero, wd, buf[1]));
-    if (tmp[outi]) { // back to f32 (weights: (K, R, C) -> (K, C, R))
-        const int64_t n = vp_tensor_numel(out);
-        if (outi == 1 && l == VP_CUDA_NDHWC ? vp_k_convert(c, tmp[1], dt, fout, VP_DT_F32, W->shape[0], n / (W->shape[0] * W->shape[1]),
-                                                           W->shape[1])
-                                            : vp_k_convert(c, tmp[outi], dt, fout, VP_DT_F32, 1, 1, n))
+    if (tmp[outi]) { // back to f32 and the op's layout (the inverse permutations of the above)
+        const int64_t n = vp_tensor_numel(out), N = out->shape[0], C = out->shape[1], R = n / (N * C);
+        const int permute = outi == 1 ? lc == VP_CUDA_NDHWC : lc != l;
+        if (!permute ? vp_k_convert(c, tmp[outi], dt, fout, VP_DT_F32, 1, 1, n)
+            : outi == 1 ? vp_k_convert(c, tmp[1], dt, fout, VP_DT_F32, N, R, C)
+                        : vp_k_convert(c, tmp[outi], dt, fout, VP_DT_F32, N, C, R))
             goto fail;
     }
     if (bias && kind != VP_CONV_BWD_FILTER) {

@@ -262,7 +262,10 @@ fail:
     return -1;
 }
 
-// ---- conversions: out[a][c][b] = (To) in[a][b][c], one thread per output element
+// ---- conversions: out[a][c][b] = (To) in[a][b][c], one thread per output element. A plain type
+// conversion (B or Cn 1) is elementwise; a permutation computes its indices in 32 bits when they
+// fit (64-bit division is many instructions on the GPU; these run on every converted or permuted
+// convolution operand).
 
 __device__ __forceinline__ float to_f(float v) { return v; }
 __device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
@@ -273,19 +276,28 @@ template <> __device__ __forceinline__ __half from_f<__half>(float v) { return _
 template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
 
 template <typename Ti, typename To>
+__global__ void k_cast(const Ti *in, To *out, int64_t n)
+{
+    GRID_STRIDE(i, n) out[i] = from_f<To>(to_f(in[i]));
+}
+
+template <typename Ti, typename To, typename I>
 __global__ void k_convert(const Ti *in, To *out, int64_t A, int64_t B, int64_t Cn)
 {
-    const int64_t n = A * B * Cn, BC = B * Cn;
-    GRID_STRIDE(o, n)
+    const I Bi = (I)B, Ci = (I)Cn, BC = Bi * Ci;
+    GRID_STRIDE(o, A * B * Cn)
     {
-        int64_t a = o / BC, r = o % BC, c = r / B, b = r % B;
-        out[o] = from_f<To>(to_f(in[(a * B + b) * Cn + c]));
+        const I oi = (I)o, a = oi / BC, r = oi - a * BC, c = r / Bi, b = r - c * Bi;
+        out[o] = from_f<To>(to_f(in[((int64_t)a * Bi + b) * Ci + c]));
     }
 }
 
 template <typename Ti, typename To> static void launch_convert(vp_cuda_ctx *c, const void *in, void *out, int64_t A, int64_t B, int64_t Cn)
 {
-    k_convert<Ti, To><<<blocks_for(A * B * Cn), TPB, 0, c->stream>>>((const Ti *)in, (To *)out, A, B, Cn);
+    const int64_t n = A * B * Cn;
+    if (B == 1 || Cn == 1) k_cast<Ti, To><<<blocks_for(n), TPB, 0, c->stream>>>((const Ti *)in, (To *)out, n);
+    else if (n < ((int64_t)1 << 31)) k_convert<Ti, To, int32_t><<<blocks_for(n), TPB, 0, c->stream>>>((const Ti *)in, (To *)out, A, B, Cn);
+    else k_convert<Ti, To, int64_t><<<blocks_for(n), TPB, 0, c->stream>>>((const Ti *)in, (To *)out, A, B, Cn);
 }
 
 int vp_k_convert(vp_cuda_ctx *c, const void *in, int tin, void *out, int tout, int64_t A, int64_t B, int64_t Cn)

@@ -17,7 +17,11 @@
 fail:                                            \
     return vp_stage_finish(&st, -1);
 
-static int be_supports(const vp_nn_backend *be, vp_nn_op op) { return op >= 0 && op < VP_NN_OP_COUNT; }
+static int be_supports(const vp_nn_backend *be, vp_nn_op op)
+{
+    (void)be;
+    return op >= 0 && op < VP_NN_OP_COUNT;
+}
 
 static int cu_norm_act(const vp_nn_backend *be, const char *op, const vp_tensor *x, int groups, float eps,
                        const vp_tensor *gamma, const vp_tensor *beta, int act, float slope, vp_tensor *y)

@@ -6,7 +6,11 @@
  *
  * Pass: f32 max abs difference <= 1e-4 or NMSE <= 1e-7 per case; tf32/f16/bf16 convolutions max
  * abs difference <= 1e-2 x max |reference| ("1e-2 relative"); argmax identical.
- * Exit: 0 all pass, 1 a case failed, 4 (VP_ERR_DEVICE) no CUDA backend (built without, no GPU).
+ * f32 convolutions must also be exact where f32 is and TF32 is not (f32_exact_case).
+ * Modes: (none) everything and the timing; --no-bench everything; --oom the out-of-memory check;
+ * --small one case of each kind (for compute-sanitizer, tests/gpu/check_review.sh); --big
+ * tensors past the 1-D grid's cap and a 2^28-element norm group (tests/gpu/check_review.sh).
+ * Exit: 0 all pass, 1 a case failed, 2 usage, 4 (VP_ERR_DEVICE) no CUDA backend (built without, no GPU).
  * Output: one line per case and a summary on stdout; errors on stderr.
  */
 #include "nn_backend.h"
@@ -245,6 +249,82 @@ static void conv_cases(void)
     conv_case(1, 1, irand(2, 8), irand(2, 8), k3, s2, p1, s1, irand(3, 8), irand(3, 8), irand(3, 8), 1);
 }
 
+/* f32 must be f32: inputs 1 + 2^-12 (exact in f32, 1.0 in TF32's 10-bit mantissa) and weights 1
+ * give sums of up to 216 terms that are exact in f32 in any order; a TF32 kernel (cuDNN's
+ * DEFAULT_MATH on sm_80+) is off by up to 216 * 2^-12 = 0.053. Pass: max abs <= 1e-3 (room for an
+ * FFT or Winograd algorithm's own rounding, 50x below TF32's error). */
+static void f32_exact_case(int transposed)
+{
+    vp_conv3d_params p = {{1, 1, 1}, {1, 1, 1}, {0, 0, 0}};
+    vp_tensor *x = rnd5(1, 8, 5, 6, 7, 1.0f), *w = transposed ? rnd5(8, 4, 3, 3, 3, 1.0f) : rnd5(4, 8, 3, 3, 3, 1.0f);
+    for (int64_t i = 0, n = vp_tensor_numel(x); i < n; i++) x->data[i] = 1.0f + 1.0f / 4096.0f;
+    for (int64_t i = 0, n = vp_tensor_numel(w); i < n; i++) w->data[i] = 1.0f;
+    int64_t os[5];
+    if (transposed ? vp_nn_conv_transpose3d_shape(x, w, NULL, &p, os) : vp_nn_conv3d_shape(x, w, NULL, &p, os)) exit(1);
+    vp_tensor *want = like(os), *got = like(os), *dx = on(x), *dw = onw(w), *dy = on(got);
+    if (transposed ? vp_nn_ref_conv_transpose3d(x, w, NULL, &p, want) : vp_nn_ref_conv3d(x, w, NULL, &p, want)) exit(1);
+    const char *name = transposed ? "conv_transpose3d exact" : "conv3d exact";
+    if (transposed ? be->conv_transpose3d(be, dx, dw, NULL, &p, dy) : be->conv3d(be, dx, dw, NULL, &p, dy)) {
+        printf("FAIL %-6s %-5s %-22s op returned an error\n", mode_name[dev_mode], vp_cuda_math_name(be), name), n_fail++;
+    } else {
+        fetch(got, dy);
+        double m = 0;
+        for (int64_t i = 0, n = vp_tensor_numel(want); i < n; i++) {
+            double d = fabs((double)got->data[i] - want->data[i]);
+            if (!(d <= m)) m = d;
+        }
+        m <= 1e-3 ? n_pass++ : n_fail++;
+        printf("%-4s %-6s %-5s %-22s %-34s maxabs %.2e (TF32 would give ~5e-2)\n", m <= 1e-3 ? "ok" : "FAIL", mode_name[dev_mode],
+               vp_cuda_math_name(be), name, "x=1+2^-12 (1,8,5,6,7) w=1 k333 p1", m);
+    }
+    off(dx, x), off(dw, w), off(dy, got);
+    vp_tensor_free(&x), vp_tensor_free(&w), vp_tensor_free(&want), vp_tensor_free(&got);
+}
+
+/* --big: tensors past the 1-D grid's cap (blocks_for: 65535 * 32 blocks of 256 threads = 2^29 -
+ * 8160 elements), so the grid-stride loops go round more than once, and a group norm of 2^28
+ * elements in one group (16384 chunks along gridDim.x): relu, add, instance norm against the
+ * reference. Device NCDHW tensors; about 7 GiB of device and 10 GiB of host memory. */
+static void big_cases(void)
+{
+    dev_mode = 1;
+    {
+        int64_t n = 1, c = 1, d = 1040, h = 1024, w = 512; /* 2^29 + 2^23 elements: 2.06 GiB */
+        vp_tensor *x = rnd5(n, c, d, h, w, 3.0f), *y = rnd5(n, c, d, h, w, 3.0f), *want = like(x->shape);
+        vp_tensor *dx = on(x), *dyy = on(y);
+        vp_nn_ref_relu(x, want);
+        CHECK_OP("relu big", "x(1,1,1040,1024,512)", want, be->relu(be, dx, dy));
+        vp_nn_ref_add(x, y, want);
+        CHECK_OP("add big", "x(1,1,1040,1024,512)", want, be->add(be, dx, dyy, dy));
+        off(dx, x), off(dyy, y);
+        vp_tensor_free(&x), vp_tensor_free(&y), vp_tensor_free(&want);
+    }
+    norm_case(1, 2, 2, 512, 512, 1024, 1, 1, 0); /* 2^28 per group, 16384 chunks */
+}
+
+/* --small: one case of each kind, device tensors in both layouts, for compute-sanitizer (which
+ * slows kernels down 10-100x): f32 ops, the exactness probe, and one convolution per other math
+ * (their conversion kernels). */
+static void small_cases(void)
+{
+    static const char *const maths[4] = {"cuda:0:f32", "cuda:0:tf32", "cuda:0:f16", "cuda:0:bf16"};
+    for (int m = 0; m < 4; m++) {
+        if (!(be = vp_nn_backend_get(maths[m]))) exit(VP_ERR_DEVICE);
+        rel_tol = m ? 1e-2 : 0;
+        for (dev_mode = 2; dev_mode >= 1; dev_mode--) {
+            rng = 0x9e3779b97f4a7c15ULL;
+            conv_case(0, 2, 3, 5, k3, s1, p1, p0, 6, 5, 7, 1);
+            conv_case(1, 1, 4, 3, k2, s2, p0, p0, 3, 4, 5, 1);
+            if (m) continue;
+            f32_exact_case(0), f32_exact_case(1);
+            norm_case(2, 8, 4, 5, 6, 7, 1, 1, 0);
+            norm_case(1, 4, 4, 9, 8, 7, 1, 2, 100.0f);
+            simple_cases(2, 3, 4, 5, 6);
+        }
+    }
+    rel_tol = 0;
+}
+
 /* Out of device memory: a clear error on stderr naming the size, NULL/-1, exit code 4 through
  * vp_cuda_exit_code; nothing on stdout (check.sh checks that). Returns the exit code. */
 static int oom_check(void)
@@ -270,7 +350,12 @@ static int oom_check(void)
 int main(int argc, char **argv)
 {
     vp_set_progname(argv[0]);
-    int bench = !(argc > 1 && !strcmp(argv[1], "--no-bench")), oom = argc > 1 && !strcmp(argv[1], "--oom");
+    const char *a1 = argc > 1 ? argv[1] : "";
+    int bench = !strcmp(a1, ""), oom = !strcmp(a1, "--oom");
+    if (*a1 && strcmp(a1, "--no-bench") && strcmp(a1, "--oom") && strcmp(a1, "--small") && strcmp(a1, "--big")) {
+        fprintf(stderr, "usage: test_cuda_ops [--no-bench|--oom|--small|--big]\n");
+        return VP_ERR_USAGE;
+    }
     char desc[256];
     if (!vp_cuda_built()) {
         fprintf(stderr, "test_cuda_ops: built without CUDA: nothing to test\n");
@@ -279,6 +364,12 @@ int main(int argc, char **argv)
     if (!(be = vp_nn_backend_get("cuda:0:f32"))) return VP_ERR_DEVICE;
     if (oom) return oom_check();
     printf("device: %s\n", vp_cuda_describe(0, desc, sizeof desc));
+    if (!strcmp(a1, "--small") || !strcmp(a1, "--big")) {
+        if (!strcmp(a1, "--small")) small_cases();
+        else big_cases();
+        printf("cuda ops vs reference (%s): %d passed, %d failed\n", a1 + 2, n_pass, n_fail);
+        return n_fail ? 1 : 0;
+    }
     for (dev_mode = 2; dev_mode >= 0; dev_mode--) {
         rng = 0x9e3779b97f4a7c15ULL;
         conv_cases();
@@ -291,6 +382,7 @@ int main(int argc, char **argv)
         norm_case(2, 6, 6, 8, 8, 8, 1, 2, 0);
         simple_cases(2, irand(2, 9), irand(2, 9), irand(2, 9), irand(2, 9));
         simple_cases(1, 26, 7, 5, 3);
+        f32_exact_case(0), f32_exact_case(1);
     }
     /* the other convolution maths, 1e-2 relative */
     static const char *const maths[3] = {"cuda:0:tf32", "cuda:0:f16", "cuda:0:bf16"};

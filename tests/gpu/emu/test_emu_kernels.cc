@@ -101,6 +101,28 @@ int main()
       // the middle: (k, r, c) must hold w[k][c][r]
       int bad = 0; for (int k = 0; k < 4; k++) for (int c = 0; c < 3; c++) for (int r = 0; r < 27; r++) bad += fabs(__half2float(h[(k*27 + r)*3 + c]) - w->data[(k*3 + c)*27 + r]) > 1e-3;
       printf("%-4s weight permute+f16 round trip maxabs %.2e, %d misplaced\n", m < 1e-3 && !bad ? "ok" : "FAIL", m, bad); fails += !(m < 1e-3) || bad; }
+    // activations NDHWC (N, S, C) -> NCDHW (N, C, S) and back, in f16 on the way: the calls of
+    // nn_cuda_conv.cu's fallback when cuDNN has no NDHWC algorithm (operands in, result out)
+    { vp_tensor *x = rnd5(2, 5, 3, 4, 2, 1); const int64_t N = 2, C = 5, S = 24; auto cl = to_l(x, 1);
+      std::vector<__half> h(cl.size()); std::vector<float> back(cl.size()), f32(cl.size());
+      vp_k_convert(&ctx, cl.data(), VP_DT_F32, f32.data(), VP_DT_F32, N, S, C); // operand in: exact
+      vp_k_convert(&ctx, cl.data(), VP_DT_F32, h.data(), VP_DT_F16, N, S, C);
+      vp_k_convert(&ctx, h.data(), VP_DT_F16, back.data(), VP_DT_F32, N, C, S); // result out
+      int bad = 0; double m = 0;
+      for (size_t i = 0; i < cl.size(); i++) bad += f32[i] != x->data[i], m = fmax(m, fabs(__half2float(h[i]) - x->data[i]));
+      for (size_t i = 0; i < cl.size(); i++) m = fmax(m, fabs(back[i] - cl[i]));
+      printf("%-4s activation NDHWC->NCDHW (conv fallback) %d misplaced, f16 round trip maxabs %.2e\n", !bad && m < 1e-3 ? "ok" : "FAIL", bad, m);
+      fails += bad != 0 || !(m < 1e-3); vp_tensor_free(&x); }
+    // plain conversions (B or Cn 1: the elementwise k_cast) against the rounding intrinsics
+    { const int64_t n = 1000; std::vector<float> x(n), back(n); std::vector<__nv_bfloat16> b(n); std::vector<__half> h(n);
+      for (auto &v : x) v = ur() * 100;
+      vp_k_convert(&ctx, x.data(), VP_DT_F32, b.data(), VP_DT_BF16, 1, 1, n);
+      vp_k_convert(&ctx, x.data(), VP_DT_F32, h.data(), VP_DT_F16, 10, n / 10, 1);
+      int bad = 0;
+      for (int64_t i = 0; i < n; i++) bad += __bfloat162float(b[i]) != __bfloat162float(__float2bfloat16_rn(x[i])) || __half2float(h[i]) != __half2float(__float2half_rn(x[i]));
+      vp_k_convert(&ctx, b.data(), VP_DT_BF16, back.data(), VP_DT_F32, 1, n, 1);
+      for (int64_t i = 0; i < n; i++) bad += back[i] != __bfloat162float(b[i]);
+      printf("%-4s plain f32<->bf16/f16 conversions: %d wrong\n", bad ? "FAIL" : "ok", bad); fails += bad != 0; }
     printf("emulated kernels: %d failures\n", fails);
     return fails != 0;
 }
