@@ -46,7 +46,7 @@ HAVE_NCCL  := $(shell test -f $(CUDA_HOME)/include/nccl.h && echo 1)
 # otherwise lib/nn_cuda_stub.c answers "built without CUDA"
 ifneq ($(and $(NVCC),$(HAVE_CUDNN)),)
 CUDA_OBJ := $(patsubst lib/cuda/%.cu,$(BUILD)/lib/cuda/%.o,$(wildcard lib/cuda/*.cu))
-NVFLAGS  := -O3 -std=c++17 -g -Ilib -I$(CUDA_HOME)/include -MMD -MP -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
+NVFLAGS  := -O3 -std=c++17 -g -lineinfo -Ilib -I$(CUDA_HOME)/include -MMD -MP -Xcompiler -Wall,-Wextra,-Wno-unused-parameter \
             -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=[sm_90,compute_90]
 ALL_CFLAGS += -DVP_HAVE_CUDA
 LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -Wl,--push-state,--as-needed -lcudnn -lcudart -lstdc++ -Wl,--pop-state
