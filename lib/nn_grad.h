@@ -39,7 +39,20 @@ struct vp_nn_grad {
     int (*leaky_relu_bwd)(const vp_tensor *y, const vp_tensor *dy, float slope, vp_tensor *dx);
     /* y = upsample_trilinear2x(x): dx (N,C,D,H,W) from dy (N,C,2D,2H,2W), the adjoint */
     int (*upsample_trilinear2x_bwd)(const vp_tensor *dy, vp_tensor *dx);
+    /* Optional fused op (NULL when a backend does not fuse it; callers use the wrapper below):
+     * y = leaky_relu(group_norm(x), slope), dy its gradient: the bytes of leaky_relu_bwd(y, dy)
+     * then group_norm_bwd(x, .) on the same backend. dx may be dy, not x or y. */
+    int (*group_norm_leaky_relu_bwd)(const vp_tensor *x, const vp_tensor *y, const vp_tensor *dy, int groups, float eps,
+                                     float slope, const vp_tensor *gamma, vp_tensor *dx, vp_tensor *dgamma,
+                                     vp_tensor *dbeta);
 };
+
+/* Backward through y = leaky_relu(group_norm(x)): gr's fused op when it has one, else
+ * leaky_relu_bwd in place on dy then group_norm_bwd (so dy's contents are unspecified afterwards).
+ * lib/nn_grad_fast_norm.c. */
+int vp_nn_group_norm_leaky_relu_bwd(const vp_nn_grad *gr, const vp_tensor *x, const vp_tensor *y, vp_tensor *dy, int groups,
+                                    float eps, float slope, const vp_tensor *gamma, vp_tensor *dx, vp_tensor *dgamma,
+                                    vp_tensor *dbeta);
 
 /* The reference and the CPU (multi-threaded, deterministic for any thread count) versions. */
 const vp_nn_grad *vp_nn_grad_ref(void);

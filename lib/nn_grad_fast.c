@@ -1,6 +1,5 @@
-/* nn_grad_fast.c - the CPU backward ops (see nn_grad.h): convolution gradients and group norm,
- * multi-threaded with lib/parallel.h, deterministic for any thread count; the reference for the
- * cheap element-wise ops.
+/* nn_grad_fast.c - the CPU backward ops (see nn_grad.h): convolution gradients, multi-threaded
+ * with lib/parallel.h, deterministic for any thread count; the table of the CPU backward ops.
  *
  * conv3d dx: the gradient of a convolution is a convolution of dy with the flipped, transposed
  *   weights. Stride 1: the fast conv3d of dy with padding k-1-p (it pads dy itself, one copy).
@@ -12,7 +11,8 @@
  *   the work of one dense convolution instead of stride^3 times it.
  * conv_transpose3d dx: conv3d(dy, w) with the same stride and padding, on the fast conv3d.
  * dw (both): lib/nn_grad_fast_dw.c; rows shorter than 8: lib/nn_grad_fast_small.c.
- * group norm, relu / leaky relu, upsampling: lib/nn_grad_fast_elem.c.
+ * group norm (alone or fused with the leaky relu after it): lib/nn_grad_fast_norm.c; relu / leaky
+ * relu, upsampling: lib/nn_grad_fast_elem.c.
  */
 #include "nn_grad.h"
 #include "nn_grad_fast_dw.h"
@@ -301,6 +301,7 @@ static const vp_nn_grad cpu_grad = {
     .relu_bwd = vp_nn_fast_relu_bwd,
     .leaky_relu_bwd = vp_nn_fast_leaky_relu_bwd,
     .upsample_trilinear2x_bwd = vp_nn_fast_upsample_trilinear2x_bwd,
+    .group_norm_leaky_relu_bwd = vp_nn_fast_group_norm_leaky_relu_bwd,
 };
 
 const vp_nn_grad *vp_nn_grad_cpu(void) { return &cpu_grad; }

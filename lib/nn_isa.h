@@ -47,8 +47,14 @@ static inline int vp_nn_isa_level(void)
     }
 #ifdef HAVE_X86_PATHS
 #define VP_NN_ISA_RANGES(NAME, CALL512, CALL2, CALLBASE)                                         \
-    VP_NN_ISA_RANGE(NAME##_avx512, __attribute__((target("avx512f,avx512vl,fma"), optimize("fp-contract=fast"))), CALL512) \
-    VP_NN_ISA_RANGE(NAME##_avx2, __attribute__((target("avx2,fma"), optimize("fp-contract=fast"))), CALL2) \
+    VP_NN_ISA_RANGES_C(NAME, "fp-contract=fast", CALL512, CALL2, CALLBASE)
+/* The same without fused multiply-adds (each product rounded, as the baseline does): for kernels
+ * whose bytes must not depend on the variant (element-wise ops, the norms' backward). */
+#define VP_NN_ISA_RANGES_EXACT(NAME, CALL512, CALL2, CALLBASE)                                   \
+    VP_NN_ISA_RANGES_C(NAME, "fp-contract=off", CALL512, CALL2, CALLBASE)
+#define VP_NN_ISA_RANGES_C(NAME, CONTRACT, CALL512, CALL2, CALLBASE)                             \
+    VP_NN_ISA_RANGE(NAME##_avx512, __attribute__((target("avx512f,avx512vl,fma"), optimize(CONTRACT))), CALL512) \
+    VP_NN_ISA_RANGE(NAME##_avx2, __attribute__((target("avx2,fma"), optimize(CONTRACT))), CALL2) \
     VP_NN_ISA_RANGE(NAME##_base, , CALLBASE)                                                     \
     static vp_range_fn NAME##_pick(int *isa)                                                     \
     {                                                                                            \
@@ -56,6 +62,7 @@ static inline int vp_nn_isa_level(void)
         return *isa == VP_ISA_AVX512 ? NAME##_avx512 : *isa == VP_ISA_AVX2 ? NAME##_avx2 : NAME##_base; \
     }
 #else
+#define VP_NN_ISA_RANGES_EXACT VP_NN_ISA_RANGES
 #define VP_NN_ISA_RANGES(NAME, CALL512, CALL2, CALLBASE)                                         \
     VP_NN_ISA_RANGE(NAME##_base, , CALLBASE)                                                     \
     static vp_range_fn NAME##_pick(int *isa)                                                     \

@@ -19,8 +19,9 @@
  * Order of the work items: for 3x3x3 stride-1 convs one block's items run back to back (its
  * packed weights stay in cache); for 1x1x1 and strided convs, which do few multiply-adds per
  * input float, the blocks of one chunk run back to back instead (its input is read once).
- * A residual (conv3d_add) is added in the store of each tile: the bytes of conv3d then add, one
- * pass over the output fewer. The weights are packed in parallel, one block per item.
+ * Rows shorter than 8 (stride 1 or not) are gathered into patches first and run as a 1x1x1
+ * convolution over the flat volume (gather_range). A residual (conv3d_add) is added in the store
+ * of each tile: the bytes of conv3d then add, one pass over the output fewer. The weights are packed in parallel, one block per item.
  */
 #include "nn_isa.h"
 #include "nn_ops_fast_conv.h"
@@ -364,6 +365,34 @@ static void pack_range(void *ctx, uint64_t begin, uint64_t end, int worker)
     }
 }
 
+/* Rows shorter than 8 (a flat run computes up to twice the outputs it keeps, a strided row run
+ * leaves most vector lanes empty; gathering 8-wide rows was no faster, their P no longer fits in
+ * cache): the patches are gathered once into P (N, Ci * T, Do * Ho * Wo) + slack,
+ * P[n][ci * T + t][o] = the input that tap t of output o reads (a contiguous run of Wo per output
+ * row in the padded copy, split by parity when strided along w), and the convolution runs as a
+ * 1x1x1 one over the flat volume whose input channels ci * T + t come in the order the taps are
+ * summed (and the packed weights are the same floats): the same sums in the same order, so the
+ * same bytes. Item = one (n, ci, t) channel of P. */
+struct gather_job {
+    const float *xp;
+    float *P;
+    const int64_t *off;
+    int64_t Ci, T, Do, Ho, Wo, cs, ps, Wr, sd, sh;
+};
+
+static void gather_range(void *ctx, uint64_t begin, uint64_t end, int worker)
+{
+    const struct gather_job *g = ctx;
+    for (uint64_t i = begin; i < end; i++) {
+        const int64_t t = (int64_t)i % g->T, nci = (int64_t)i / g->T;
+        const float *src = g->xp + nci * g->cs + g->off[t];
+        float *dst = g->P + (int64_t)i * g->Do * g->Ho * g->Wo;
+        for (int64_t od = 0; od < g->Do; od++)
+            for (int64_t oh = 0; oh < g->Ho; oh++, dst += g->Wo)
+                memcpy(dst, src + od * g->sd * g->ps + oh * g->sh * g->Wr, (size_t)g->Wo * sizeof *dst);
+    }
+}
+
 float *vp_nn_pad_copy(const vp_tensor *x, const int pad[3], int split)
 {
     const int64_t N = x->shape[0], C = x->shape[1], D = x->shape[2], H = x->shape[3], W = x->shape[4];
@@ -407,6 +436,18 @@ int vp_nn_flat_conv3d(const vp_tensor *x, const vp_tensor *w, const vp_tensor *b
             for (int64_t kh = 0; kh < KH; kh++)
                 for (int64_t kw = 0; kw < KW; kw++) /* stride 2: column 2 ox + kw is in the even or odd half */
                     off[t++] = kd * j.ps + kh * j.Wr + (j.s == 2 ? (kw & 1 ? (j.Wr + 1) / 2 : 0) + kw / 2 : kw);
+    }
+    const int64_t vol = j.Do * j.Ho * j.Wo, nch = N * j.Ci * j.T;
+    if (!j.exact && j.T > 1 && j.Wo < 8 && nch * vol <= ((int64_t)1 << 24)) {
+        float *P = vp_malloc((size_t)(nch * vol + VP_NN_PAD_SLACK) * sizeof *P);
+        memset(P + nch * vol, 0, VP_NN_PAD_SLACK * sizeof *P);
+        struct gather_job g = {xp, P, off, j.Ci, j.T, j.Do, j.Ho, j.Wo, j.cs, j.ps, j.Wr, j.sd, j.sh};
+        vp_parallel_for((uint64_t)nch, 0, gather_range, &g);
+        free(xp);
+        j.xp = xp = P;
+        j.Ci *= j.T, j.T = 1, off[0] = 0;
+        j.cs = j.Wr = vol, j.ps = 0;
+        j.Do = 1, j.Ho = 1, j.Wo = vol, j.s = j.sh = 1, j.sd = 1;
     }
     j.off = off;
     /* Runs: flat planes, or one per output row when the stride along w is 2 or the rows are

@@ -4,6 +4,7 @@
  * of the f64 statistics sums) differs, and that split depends on the shapes alone. */
 #include "nn_ops_fast_elem.h"
 #include "nn_backend.h"
+#include "nn_isa.h"
 #include "parallel.h"
 #include "util.h"
 
@@ -35,7 +36,7 @@ struct gn_job {
 
 /* Sum of p[0..n) in f64 (eight lanes, combined in a fixed tree), then the sum of squared
  * deviations from the block's own mean (the block is re-read from cache, not memory). */
-static void block_stats(const float *p, int64_t n, double *sum, double *m2)
+static inline __attribute__((always_inline)) void block_stats(const float *p, int64_t n, double *sum, double *m2)
 {
     v4d a = {0}, b = {0};
     int64_t i = 0;
@@ -60,7 +61,8 @@ static void block_stats(const float *p, int64_t n, double *sum, double *m2)
 
 /* y[0..n) = (x - mean) * scale + shift in f32, four at a time; then relu (the relu op's
  * comparison: NaN and -0.0 pass) when asked. */
-static void normalise(const float *x, float *y, int64_t n, float mean, float scale, float shift, int relu)
+static inline __attribute__((always_inline)) void normalise(const float *x, float *y, int64_t n, float mean, float scale, float shift,
+                                                            int relu)
 {
     const v4f mv = {mean, mean, mean, mean}, sc = {scale, scale, scale, scale}, sh = {shift, shift, shift, shift};
     const v4f zero = {0};
@@ -80,16 +82,17 @@ static void normalise(const float *x, float *y, int64_t n, float mean, float sca
     for (; i < n; i++) y[i] = (x[i] - mean) * scale + shift;
 }
 
-static void gn_range(void *ctx, uint64_t begin, uint64_t end, int worker)
+/* One block: its statistics (pass 0) or its normalised values (pass 1). Compiled for each
+ * instruction-set variant without fused multiply-adds (the same lane arithmetic: the same bytes). */
+static inline __attribute__((always_inline)) void gn_block(const struct gn_job *j, uint64_t it)
 {
-    const struct gn_job *j = ctx;
-    for (uint64_t it = begin; it < end; it++) {
+    {
         const int64_t ng = (int64_t)it / j->nblk, blk = (int64_t)it % j->nblk;
         const int64_t i0 = blk * NBLK, i1 = i0 + NBLK < j->m ? i0 + NBLK : j->m;
         const float *xs = j->x + ng * j->m;
         if (j->pass == 0) {
             block_stats(xs + i0, i1 - i0, &j->sum[it], &j->m2[it]);
-            continue;
+            return;
         }
         float *ys = j->y + ng * j->m;
         const double rstd = j->rstd[ng];
@@ -105,6 +108,8 @@ static void gn_range(void *ctx, uint64_t begin, uint64_t end, int worker)
     }
 }
 
+VP_NN_ISA_RANGES_EXACT(gn_range, gn_block(ctx, i), gn_block(ctx, i), gn_block(ctx, i))
+
 static int gn_run(const char *op, const vp_tensor *x, int groups, float eps, const vp_tensor *gamma, const vp_tensor *beta,
                   int relu, vp_tensor *y)
 {
@@ -118,7 +123,8 @@ static int gn_run(const char *op, const vp_tensor *x, int groups, float eps, con
     j.m2 = vp_malloc(items * sizeof *j.m2);
     j.mean = vp_malloc((size_t)ngr * sizeof *j.mean);
     j.rstd = vp_malloc((size_t)ngr * sizeof *j.rstd);
-    vp_parallel_for(items, 1, gn_range, &j);
+    int isa;
+    vp_parallel_for(items, 1, gn_range_pick(&isa), &j);
     /* Chan et al.: M2 = sum of the blocks' M2 + n_b (mean_b - mean)^2, in block order */
     for (int64_t g = 0; g < ngr; g++) {
         const double *bs = j.sum + g * j.nblk, *bq = j.m2 + g * j.nblk;
@@ -136,7 +142,7 @@ static int gn_run(const char *op, const vp_tensor *x, int groups, float eps, con
     j.pass = 1;
     j.gamma = gamma ? gamma->data : NULL;
     j.beta = beta ? beta->data : NULL;
-    vp_parallel_for(items, 1, gn_range, &j);
+    vp_parallel_for(items, 1, gn_range_pick(&isa), &j);
     free(j.sum), free(j.m2), free(j.mean), free(j.rstd);
     return 0;
 }

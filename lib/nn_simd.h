@@ -15,6 +15,7 @@ typedef int v8i __attribute__((vector_size(8 * sizeof(int))));
 typedef int v16i __attribute__((vector_size(16 * sizeof(int))));
 typedef float v8u __attribute__((vector_size(8 * sizeof(float)), aligned(4))); /* unaligned access */
 typedef float v16u __attribute__((vector_size(16 * sizeof(float)), aligned(4)));
+typedef double v8d __attribute__((vector_size(8 * sizeof(double))));
 
 /* *v = p[0], p[sw], p[2 sw], ... (by pointer: a vector return value would change the ABI).
  * Stride 1 is one unaligned load; stride 2 reads two contiguous vectors and keeps the even
