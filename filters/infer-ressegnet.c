@@ -93,11 +93,15 @@ static const struct vp_cmd cmd = {
     "NCDHW for f32; VP_CUDA_LAYOUT=ncdhw|ndhwc overrides), --sw-batch windows per pass, the weighted\n"
     "sum in a band of roi-x rows on the device (f32, the CPU's sums, for --aggregate band and f32\n"
     "alike; --aggregate f16 halves it, labels may then differ where classes nearly tie) and\n"
-    "the argmax there; only the labels come back (with --prob the averaged logits of the whole\n"
-    "volume come back in f32 too: K x the volume x 4 bytes of host memory). With f32 math the labels\n"
+    "the argmax there; only the labels come back (with --prob the averaged logits come back one\n"
+    "x row at a time, K x ny x nz floats, for the softmax on the host). With f32 math the labels\n"
     "are the CPU backend's up to the convolutions' rounding (cuDNN). Models with upsample_mode deconv\n"
-    "run op by op through the CUDA backend (host-staged, slow). Out of device memory, no GPU, or a\n"
-    "failing CUDA/cuDNN call: a message naming it on stderr and exit 4, nothing written.",
+    "run their ConvTranspose3d on the device too. A case that does not fit in device memory (image\n"
+    "and labels plus the network's activations; VP_CUDA_MEM_LIMIT_MIB=N pretends the device has N\n"
+    "MiB) takes the tiled path: it stays on the host and slabs of roi-x rows are uploaded as the\n"
+    "windows need them, labels come back band by band -- the same labels, slower; -v says so. Out\n"
+    "of device memory even for one batch of windows, no GPU, or a failing CUDA/cuDNN call: a message\n"
+    "naming it on stderr and exit 4, nothing written.",
     opts, 0, 0,
 };
 
@@ -198,22 +202,11 @@ static int step(vp_case *cs, void *vctx)
     }
     vp_vol_free(&pv);
     int rc;
-    if (c->ic) {
-        vp_tensor *lg = NULL;
-        if (want_prob) {
-            int64_t ls[5] = {1, K, x->shape[2], x->shape[3], x->shape[4]};
-            lg = vp_tensor_new(5, ls);
-        }
-        rc = vp_infer_cuda_run(c->ic, x, &c->sw, s.lab, lg);
-        vp_debug("case '%s': %s: device memory peak %.1f MiB", cs->id, c->be->name, vp_infer_cuda_peak_bytes(c->ic) / 1048576.0);
-        const int64_t D = x->shape[2], HW = x->shape[3] * x->shape[4];
-        float *row = rc || !lg ? NULL : vp_malloc(sizeof(float) * (size_t)(K * HW));
-        for (int64_t d = 0; row && !rc && d < D; d++) { /* the softmax, row by row (the argmax is the device's) */
-            for (int64_t k = 0; k < K; k++) memcpy(row + k * HW, lg->data + (k * D + d) * HW, sizeof(float) * (size_t)HW);
-            rc = emit_row(&s, d, K, row);
-        }
-        free(row);
-        vp_tensor_free(&lg);
+    if (c->ic) { /* --prob: the softmax of each final row as it comes back (the labels are the device's) */
+        rc = vp_infer_cuda_run(c->ic, x, &c->sw, s.lab, want_prob ? emit_row : NULL, &s);
+        vp_debug("case '%s': %s: %s, device memory peak %.1f MiB", cs->id, c->be->name,
+                 vp_infer_cuda_tiled(c->ic) ? "tiled path (the case did not fit on the device)" : "whole volume on the device",
+                 vp_infer_cuda_peak_bytes(c->ic) / 1048576.0);
     } else if (aggregate == 0) rc = vp_sliding_window_rows(x, &c->sw, predict, c, NULL, emit_row, &s);
     else {
         vp_tensor *y = NULL;
@@ -292,15 +285,12 @@ int main(int argc, char **argv)
     c.sw.cval = (float)cval;
     c.be = vp_nn_backend_get(backend);
     if (!c.be) vp_die(VP_ERR_DEVICE, "backend %s is not available (see the message above)", backend);
-    if (on_cuda && !c.cfg.deconv) { /* everything on the device; the CPU model is not needed */
+    if (on_cuda) { /* everything on the device; the CPU model is not needed */
         if (!(c.ic = vp_infer_cuda_open(c.be, st, model_path, (int)sw_batch, aggregate == 2)))
             vp_die(vp_cuda_exit_code(VP_ERR_DATA), "%s: cannot run the model on %s (see the message above)", model_path, c.be->name);
         vp_segresnet_free(&c.m);
-        vp_debug("%s: device-resident SegResNet, %s activations, %s aggregation, %ld window(s) per pass", c.be->name,
+        vp_debug("%s: device-resident SegResNet%s, %s activations, %s aggregation, %ld window(s) per pass", c.be->name, c.cfg.deconv ? " (deconv)" : "",
                  vp_infer_cuda_layout(c.be) == VP_CUDA_NDHWC ? "NDHWC" : "NCDHW", aggregate == 2 ? "f16" : "f32", sw_batch);
-    } else if (on_cuda) {
-        if (aggregate == 2) vp_usage_error("--aggregate f16: this model (upsample_mode deconv) runs op by op, aggregated on the host");
-        vp_debug("%s: upsample_mode deconv is not device-resident: op by op through the CUDA backend (host-staged)", c.be->name);
     }
     vp_st_close(&st);
     int rc = vp_filter_run(cmd.name, in_spec, out_spec, step, &c);

@@ -164,11 +164,24 @@ typedef struct vp_cuda_sw_opts {
     int batch;   /* windows per predictor call (sw_batch_size), >= 1 */
     int acc_f16; /* 1: aggregate in f16 (half the memory; labels may differ where classes nearly tie) */
     int layout;  /* VP_CUDA_NCDHW or VP_CUDA_NDHWC for the predictor's tensors */
+    int tiled;   /* VP_CUDA_SW_WHOLE (0), VP_CUDA_SW_TILED or VP_CUDA_SW_AUTO: see vp_cuda_sliding_window */
+    size_t reserve;  /* AUTO: device bytes the predictor needs for one batch (its activations, workspace) */
+    int *took_tiled; /* when not NULL: set to 1 when the tiled path ran, 0 when the whole volume did */
+    vp_sw_emit_fn emit; /* when not NULL: each final row's averaged logits, see vp_cuda_sliding_window */
+    void *ectx;         /* emit's context */
 } vp_cuda_sw_opts;
+
+enum { VP_CUDA_SW_WHOLE = 0, VP_CUDA_SW_TILED = 1, VP_CUDA_SW_AUTO = 2 };
 
 /* vp_sliding_window() (nn_sliding.h: same windows, order, padding, importance map, count) on the
  * device: x (1, C, D, H, W) is uploaded once (host, through the pinned buffers) or used in place
- * (device, NCDHW); windows are cut on the device (padding included), the predictor's logits
+ * (device, NCDHW) -- or, tiled (o->tiled VP_CUDA_SW_TILED, a host x), kept on the host and
+ * uploaded slab by slab (the roi[0] rows of D the windows of one start need, replaced when the
+ * next start's windows are cut) with the labels downloaded band by band, so the device holds no
+ * whole-volume buffer; the sums and labels are the same. VP_CUDA_SW_AUTO takes the tiled path
+ * when the whole image and labels (C+1) x D*H*W x 4 bytes, plus o->reserve, exceed the device's
+ * free memory (the stream-ordered pool's unused part counted free), or the budget of
+ * VP_CUDA_MEM_LIMIT_MIB (MiB the device is taken to have) when that is set; windows are cut on the device (padding included), the predictor's logits
  * times the importance map are added in window order (deterministic; f32 sums operation for
  * operation the CPU's) into an f32 or f16 band of roi[0] rows -- as soon as the rows before the
  * next window row are final they are divided by the count and argmax'ed on the device (first
@@ -176,7 +189,10 @@ typedef struct vp_cuda_sw_opts {
  * volume: x, K*roi[0]*H*W*(4 or 2) bytes (band), roi[0]*H*W*4 (count), D*H*W*4 (labels), two
  * batches of windows, and the predictor's own. Labels (host, D*H*W int32, w fastest) are the only
  * download when labels is given; when logits is given (host (1, K, D, H, W)) the divided logits
- * come back band by band too. K is the predictor's number of output channels. 0, or -1 after
+ * come back band by band too; when o->emit is given, each final row d's (in order) comes back alone
+ * into host memory of K x H x W floats and o->emit(o->ectx, d, K, row) gets it (classes outer, W
+ * fastest; vp_sliding_window_rows' contract: the logits of the whole volume are never on the
+ * host; a non-zero return stops with -1). K is the predictor's number of output channels. 0, or -1 after
  * vp_error() (out of device memory names the buffer). */
 int vp_cuda_sliding_window(const vp_nn_backend *be, const vp_tensor *x, const vp_sw_params *p, int K,
                            const vp_cuda_sw_opts *o, vp_cuda_sw_predict_fn fn, void *ctx, int32_t *labels,
@@ -190,8 +206,8 @@ int vp_cuda_sliding_window(const vp_nn_backend *be, const vp_tensor *x, const vp
 typedef struct vp_cuda_segresnet vp_cuda_segresnet;
 
 /* The model of st on be's device, activations in `layout` (VP_CUDA_NCDHW or VP_CUDA_NDHWC); the
- * file is checked by vp_segresnet_load (same messages). NULL after vp_error() (also for
- * upsample_mode deconv, not supported here yet). */
+ * file is checked by vp_segresnet_load (same messages). NULL after vp_error(). Models with
+ * upsample_mode deconv run their ConvTranspose3d k2 s2 upsampling on the device too. */
 vp_cuda_segresnet *vp_cuda_segresnet_load(const vp_nn_backend *be, const vp_safetensors *st, const char *where, int layout);
 /* y (N, out_channels, D, H, W) = the network on x (N, in_channels, D, H, W); both device tensors
  * of the model's device that fit the model's layout (one-channel tensors fit both), y allocated by

@@ -13,8 +13,9 @@
 struct vp_infer_cuda {
     const vp_nn_backend *be;
     vp_cuda_segresnet *m;
-    int ordinal, K, in_channels;
+    int ordinal, K, in_channels, init_filters;
     vp_cuda_sw_opts o;
+    int tiled; /* the last case took the tiled path */
 };
 
 int vp_infer_cuda_is_cuda(const vp_nn_backend *be)
@@ -39,9 +40,10 @@ vp_infer_cuda *vp_infer_cuda_open(const vp_nn_backend *be, const vp_safetensors 
     const vp_segresnet_cfg cfg = *vp_segresnet_config(h);
     vp_segresnet_free(&h);
     vp_infer_cuda *ic = vp_calloc(1, sizeof *ic);
-    ic->be = be, ic->K = cfg.out_channels, ic->in_channels = cfg.in_channels;
+    ic->be = be, ic->K = cfg.out_channels, ic->in_channels = cfg.in_channels, ic->init_filters = cfg.init_filters;
     if (sscanf(be->name, "cuda:%d", &ic->ordinal) != 1) ic->ordinal = 0;
     ic->o.batch = batch, ic->o.acc_f16 = acc_f16 != 0, ic->o.layout = vp_infer_cuda_layout(be);
+    ic->o.tiled = VP_CUDA_SW_AUTO, ic->o.took_tiled = &ic->tiled;
     if (!(ic->m = vp_cuda_segresnet_load(be, st, where, ic->o.layout))) {
         free(ic);
         return NULL;
@@ -55,7 +57,7 @@ static int predict(void *ctx, const vp_nn_backend *be, const vp_tensor *x, vp_te
     return vp_cuda_segresnet_forward(ctx, x, y);
 }
 
-int vp_infer_cuda_run(vp_infer_cuda *ic, const vp_tensor *x, const vp_sw_params *p, vp_vol *lab, vp_tensor *logits)
+int vp_infer_cuda_run(vp_infer_cuda *ic, const vp_tensor *x, const vp_sw_params *p, vp_vol *lab, vp_sw_emit_fn emit, void *ectx)
 {
     char s[96];
     if (!x || x->ndim != 5 || x->shape[0] != 1 || x->shape[1] != ic->in_channels)
@@ -65,9 +67,18 @@ int vp_infer_cuda_run(vp_infer_cuda *ic, const vp_tensor *x, const vp_sw_params 
     if (!lab || (int64_t)lab->dims[0] != nx || (int64_t)lab->dims[1] != ny || (int64_t)lab->dims[2] != nz || lab->dims[3] != 1 ||
         (lab->dtype != VP_U8 && lab->dtype != VP_U16) || (lab->dtype == VP_U8 && ic->K > 256))
         return vp_error("cuda inference: the label volume does not fit the input (or %d classes in its dtype)", ic->K);
+    /* what one batch of windows needs beyond the sliding window's buffers, for the choice of the
+     * tiled path: the network's live activations (at most about 6 full-resolution tensors of
+     * init_filters channels, the coarser levels included, and the logits) and 64 MiB of cuDNN
+     * workspace and converted operands -- an estimate on the safe side */
+    const int64_t rv = (int64_t)p->roi[0] * p->roi[1] * p->roi[2];
+    ic->o.reserve = (size_t)(ic->o.batch * rv * 4 * (6 * (int64_t)ic->init_filters + ic->K)) + ((size_t)64 << 20);
     int32_t *l = malloc((size_t)S * sizeof *l);
     if (!l) return vp_error("cuda inference: no host memory for %lld labels", (long long)S);
-    if (vp_cuda_sliding_window(ic->be, x, p, ic->K, &ic->o, predict, ic->m, l, logits)) {
+    ic->o.emit = emit, ic->o.ectx = ectx;
+    const int rc = vp_cuda_sliding_window(ic->be, x, p, ic->K, &ic->o, predict, ic->m, l, NULL);
+    ic->o.emit = NULL, ic->o.ectx = NULL;
+    if (rc) {
         free(l);
         return -1;
     }
@@ -82,6 +93,11 @@ int vp_infer_cuda_run(vp_infer_cuda *ic, const vp_tensor *x, const vp_sw_params 
             }
     free(l);
     return 0;
+}
+
+int vp_infer_cuda_tiled(const vp_infer_cuda *ic)
+{
+    return ic ? ic->tiled : 0;
 }
 
 size_t vp_infer_cuda_peak_bytes(const vp_infer_cuda *ic)

@@ -3,13 +3,18 @@
  * the predictor of the device sliding window (vp_cuda_sliding_window): the preprocessed case is
  * uploaded once, windows are cut, predicted and aggregated on the device (f32 or f16 band), the
  * argmax is taken on the device, and only the labels (and, when asked, the averaged logits) come
- * back. Compiled in every build: without CUDA the functions report "built without CUDA" (the
+ * back. When the case does not fit in the device's memory (the whole image and labels on the device
+ * plus an estimate of the network's activations exceed what is free, or the budget of
+ * VP_CUDA_MEM_LIMIT_MIB), the tiled path runs instead: the case stays on the host and slabs of
+ * roi[0] rows are uploaded as the windows need them, the labels come back band by band; the
+ * labels are the same. Only when a batch of windows itself does not fit does a case fail (out of
+ * device memory). Compiled in every build: without CUDA the functions report "built without CUDA" (the
  * stub's messages) and the caller exits VP_ERR_DEVICE.
  *
  * Ownership: vp_infer_cuda_open returns a handle owning the model's device weights;
  * vp_infer_cuda_free releases it (NULL-safe, sets *ic to NULL). vp_infer_cuda_run frees every
  * device buffer it allocated before returning, on success and on failure (out of device memory
- * included), so a failed case leaves the device as it found it. The caller owns x, lab, logits.
+ * included), so a failed case leaves the device as it found it. The caller owns x and lab.
  */
 #ifndef VP_NN_INFER_CUDA_H
 #define VP_NN_INFER_CUDA_H
@@ -32,23 +37,26 @@ int vp_infer_cuda_layout(const vp_nn_backend *be);
 /* The SegResNet of st (checked by vp_segresnet_load, same messages) on be's device in the layout
  * above; windows go batch at a time through the network (sw_batch_size, 1..64) and are aggregated
  * in f16 when acc_f16 (half the band's memory; labels may differ where classes nearly tie), else
- * in f32 (the CPU's sums, operation for operation). NULL after vp_error(): a bad file, a model
- * the device path does not run (upsample_mode deconv), a batch out of range, out of device
- * memory for the weights. */
+ * in f32 (the CPU's sums, operation for operation). NULL after vp_error(): a bad file, a batch
+ * out of range, out of device memory for the weights. Models with upsample_mode deconv run with ConvTranspose3d on the device. */
 vp_infer_cuda *vp_infer_cuda_open(const vp_nn_backend *be, const vp_safetensors *st, const char *where, int batch,
                                   int acc_f16);
 
 /* Sliding-window inference (p: roi, overlap, importance map, padding as vp_sliding_window) of x
  * (1, C, nx, ny, nz; vp_vol_to_tensor's order) on the device. lab: a u8 or u16 volume of
  * nx x ny x nz (x fastest) that receives the argmax (the first maximum wins exact ties, as on
- * the CPU); logits, when not NULL: a host (1, K, nx, ny, nz) f32 tensor that receives the
- * averaged logits (the whole volume: only for --prob). 0, or -1 after vp_error() (out of device
- * memory says so and names the buffer; vp_cuda_exit_code() then gives VP_ERR_DEVICE). */
-int vp_infer_cuda_run(vp_infer_cuda *ic, const vp_tensor *x, const vp_sw_params *p, vp_vol *lab, vp_tensor *logits);
+ * the CPU); emit, when not NULL: called with each final row's averaged logits (x = d, in order;
+ * (K, ny, nz), z fastest; vp_sliding_window_rows' contract), one row of host memory at a time --
+ * for --prob, whose softmax is taken on the host without the whole volume's f32 logits there.
+ * 0, or -1 after vp_error() (out of device memory says so and names the buffer; vp_cuda_exit_code() then gives VP_ERR_DEVICE). */
+int vp_infer_cuda_run(vp_infer_cuda *ic, const vp_tensor *x, const vp_sw_params *p, vp_vol *lab, vp_sw_emit_fn emit, void *ectx);
 
 /* Device memory held at the peak since the last call (vp_cuda_peak_bytes of the handle's
  * device; the measurement restarts). */
 size_t vp_infer_cuda_peak_bytes(const vp_infer_cuda *ic);
+
+/* 1 when the last vp_infer_cuda_run took the tiled path (the case did not fit), else 0. */
+int vp_infer_cuda_tiled(const vp_infer_cuda *ic);
 
 void vp_infer_cuda_free(vp_infer_cuda **ic);
 

@@ -23,6 +23,7 @@ struct vp_cuda_segresnet {
     vp_segresnet_cfg cfg;
     int layout;
     vp_tensor *w_init, *w_pre[VP_SEGRESNET_MAXLEVELS], *w_up1[VP_SEGRESNET_MAXLEVELS];
+    vp_tensor *w_dec[VP_SEGRESNET_MAXLEVELS], *b_dec[VP_SEGRESNET_MAXLEVELS]; // upsample_mode deconv: ConvTranspose3d k2 s2
     dres *down[VP_SEGRESNET_MAXLEVELS], *up[VP_SEGRESNET_MAXLEVELS];
     vp_tensor *g_fin, *b_fin, *w_fin, *bias_fin;
 };
@@ -72,6 +73,8 @@ extern "C" void vp_cuda_segresnet_free(vp_cuda_segresnet **mp)
     for (int i = 0; i < VP_SEGRESNET_MAXLEVELS; i++) {
         vp_cuda_tensor_free(&m->w_pre[i]);
         vp_cuda_tensor_free(&m->w_up1[i]);
+        vp_cuda_tensor_free(&m->w_dec[i]);
+        vp_cuda_tensor_free(&m->b_dec[i]);
         free_blocks(&m->down[i], m->cfg.blocks_down[i]);
         free_blocks(&m->up[i], m->cfg.blocks_up[i]);
     }
@@ -88,11 +91,6 @@ extern "C" vp_cuda_segresnet *vp_cuda_segresnet_load(const vp_nn_backend *be, co
     m->cfg = *vp_segresnet_config(check);
     vp_segresnet_free(&check);
     m->be = be, m->layout = layout == VP_CUDA_NDHWC ? VP_CUDA_NDHWC : VP_CUDA_NCDHW;
-    if (m->cfg.deconv) {
-        vp_error("%s: upsample_mode deconv: not in the device forward pass yet (use vp_segresnet_forward)", where);
-        free(m);
-        return NULL;
-    }
     const int dev = ctx_of(be)->dev;
     int fail = 0;
     char name[160];
@@ -108,6 +106,12 @@ extern "C" vp_cuda_segresnet *vp_cuda_segresnet_load(const vp_nn_backend *be, co
     for (int j = 0; j < m->cfg.n_up; j++) {
         snprintf(name, sizeof name, "up_samples.%d.0.conv.weight", j);
         m->w_up1[j] = upload(st, name, dev, &fail);
+        if (m->cfg.deconv) {
+            snprintf(name, sizeof name, "up_samples.%d.1.deconv.weight", j);
+            m->w_dec[j] = upload(st, name, dev, &fail);
+            snprintf(name, sizeof name, "up_samples.%d.1.deconv.bias", j);
+            m->b_dec[j] = upload(st, name, dev, &fail);
+        }
         snprintf(name, sizeof name, "up_layers.%d", j);
         m->up[j] = upload_blocks(st, name, 0, m->cfg.blocks_up[j], dev, &fail);
     }
@@ -197,7 +201,14 @@ extern "C" int vp_cuda_segresnet_forward(const vp_cuda_segresnet *m, const vp_te
         vp_tensor *s = skip[cf->n_down - 2 - j];
         if (!(t = conv_new(m, h, m->w_up1[j], NULL, 1))) goto out;
         vp_cu_act_free(c, &h); // the deepest level or the previous up step: never a skip
-        if (!(u = vp_cu_act_new(c, s->shape, m->layout)) || m->be->upsample_trilinear2x(m->be, t, u) || m->be->add(m->be, u, s, u)) goto out;
+        if (!(u = vp_cu_act_new(c, s->shape, m->layout))) goto out;
+        if (cf->deconv) { // ConvTranspose3d k2 s2 + bias (the loader checked the shapes)
+            const vp_conv3d_params p2 = {{2, 2, 2}, {0, 0, 0}, {0, 0, 0}};
+            if (m->be->conv_transpose3d(m->be, t, m->w_dec[j], m->b_dec[j], &p2, u)) goto out;
+        } else if (m->be->upsample_trilinear2x(m->be, t, u)) {
+            goto out;
+        }
+        if (m->be->add(m->be, u, s, u)) goto out;
         vp_cu_act_free(c, &t);
         vp_cu_act_free(c, &skip[cf->n_down - 2 - j]);
         h = u, u = NULL;

@@ -97,7 +97,7 @@ int main(int argc, char **argv)
     for (int l = 0; l < 2; l++) {
         const vp_nn_backend *be = vp_nn_backend_get("cuda:0:f16");
         vp_cuda_segresnet *m = vp_cuda_segresnet_load(be, st, argv[1], l);
-        vp_cuda_sw_opts o = {2, 1, l};
+        vp_cuda_sw_opts o = {2, 1, l, VP_CUDA_SW_WHOLE, 0, NULL, NULL, NULL};
         if (!m || vp_cuda_sliding_window(be, v, &p, K, &o, predict, m, lab, NULL)) return vp_cuda_exit_code(1); /* warm-up */
         vp_cuda_peak_bytes(0, 1);
         double t[3];

@@ -3,7 +3,8 @@
  * forward (vp_cuda_segresnet_forward) in NCDHW and NDHWC and in each convolution math, the
  * drop-in path (vp_segresnet_forward on the CUDA backend with host tensors), and MONAI's sliding
  * window through vp_cuda_sliding_window with the device forward as the predictor (logits and
- * labels). The deconv model is refused by the device loader with a message. Run by
+ * labels); the deconv model (upsample_mode deconv: ConvTranspose3d k2 s2 on the device) against
+ * MONAI's forward of it (fwd_deconv) in f32 NCDHW and NDHWC and tf32. Run by
  * tests/gpu/check.sh on a machine with a GPU.
  *
  * Pass: f32 max abs difference to MONAI <= 1e-4 (the CPU backend's test tolerance); tf32, f16:
@@ -49,14 +50,15 @@ static void judge(const char *what, const vp_tensor *got, const vp_tensor *want,
     printf("%-4s segresnet %-52s max abs diff to MONAI %.2e (tolerance %.1e)\n", ok ? "ok" : "FAIL", what, maxabs, tol);
 }
 
-static void device_forward(const char *math, int layout, const vp_safetensors *st, const vp_tensor *x, const vp_tensor *want)
+static void device_forward(const char *math, int layout, const vp_safetensors *st, const vp_tensor *x, const vp_tensor *want,
+                           const char *model)
 {
     char name[32], what[96];
     snprintf(name, sizeof name, "cuda:0:%s", math);
-    snprintf(what, sizeof what, "device forward %s %s", math, layout ? "NDHWC" : "NCDHW");
+    snprintf(what, sizeof what, "device forward %s %s %s", model, math, layout ? "NDHWC" : "NCDHW");
     const vp_nn_backend *be = vp_nn_backend_get(name);
     if (!be) exit(VP_ERR_DEVICE);
-    vp_cuda_segresnet *m = vp_cuda_segresnet_load(be, st, "model_small", layout);
+    vp_cuda_segresnet *m = vp_cuda_segresnet_load(be, st, model, layout);
     vp_tensor *dx = layout ? vp_cuda_tensor_new_cl(0, x->shape) : vp_cuda_tensor_new(0, 5, x->shape);
     vp_tensor *dy = layout ? vp_cuda_tensor_new_cl(0, want->shape) : vp_cuda_tensor_new(0, 5, want->shape);
     vp_tensor *got = vp_tensor_new(5, want->shape);
@@ -91,7 +93,7 @@ static void sliding(const char *file, int pad_mode, int layout, const vp_safeten
     const int64_t S = want->shape[2] * want->shape[3] * want->shape[4];
     vp_tensor *got = vp_tensor_new(5, want->shape);
     int32_t *lab = vp_malloc((size_t)S * 4);
-    vp_cuda_sw_opts o = {3, 0, layout};
+    vp_cuda_sw_opts o = {3, 0, layout, VP_CUDA_SW_WHOLE, 0, NULL, NULL, NULL};
     char what[96];
     snprintf(what, sizeof what, "sliding window %s %s batch 3", pad_mode ? "replicate" : "constant", layout ? "NDHWC" : "NCDHW");
     if (vp_cuda_sliding_window(be, x, &p, K, &o, sw_predict, m, lab, got)) {
@@ -125,7 +127,7 @@ int main(int argc, char **argv)
     load_xy(GOLDEN "fwd_small.safetensors", &x, &want, NULL);
     static const char *const maths[4] = {"f32", "tf32", "f16", "bf16"};
     for (int mi = 0; mi < 4; mi++)
-        for (int l = 0; l < 2; l++) device_forward(maths[mi], l, mst, x, want);
+        for (int l = 0; l < 2; l++) device_forward(maths[mi], l, mst, x, want, "model_small");
     /* the drop-in path: host tensors through the backend (every op staged) */
     vp_segresnet *cm = vp_segresnet_load(mst, "model_small");
     vp_tensor *y = NULL;
@@ -139,14 +141,15 @@ int main(int argc, char **argv)
     vp_segresnet_free(&cm);
     sliding(GOLDEN "sw_constant.safetensors", VP_SW_PAD_CONSTANT, VP_CUDA_NCDHW, mst);
     sliding(GOLDEN "sw_replicate.safetensors", VP_SW_PAD_REPLICATE, VP_CUDA_NDHWC, mst);
-    /* the deconv model: refused with a message, not a crash */
+    /* the deconv model (ConvTranspose3d k2 s2 upsampling) against MONAI's forward of it */
     vp_safetensors *dst = vp_st_open(GOLDEN "model_deconv.safetensors");
-    fprintf(stderr, "test_cuda_segresnet: a 'deconv: not in the device forward pass' error is expected next:\n");
-    vp_cuda_segresnet *dm = dst ? vp_cuda_segresnet_load(vp_nn_backend_get("cuda:0"), dst, "model_deconv", VP_CUDA_NCDHW) : NULL;
-    int ok = dst && !dm;
-    ok ? n_pass++ : n_fail++;
-    printf("%-4s segresnet deconv model refused by the device loader\n", ok ? "ok" : "FAIL");
-    vp_cuda_segresnet_free(&dm);
+    vp_tensor *dxin, *dwant;
+    if (!dst) return 1;
+    load_xy(GOLDEN "fwd_deconv.safetensors", &dxin, &dwant, NULL);
+    device_forward("f32", VP_CUDA_NCDHW, dst, dxin, dwant, "model_deconv");
+    device_forward("f32", VP_CUDA_NDHWC, dst, dxin, dwant, "model_deconv");
+    device_forward("tf32", VP_CUDA_NDHWC, dst, dxin, dwant, "model_deconv");
+    vp_tensor_free(&dxin), vp_tensor_free(&dwant);
     vp_st_close(&dst);
     vp_tensor_free(&x), vp_tensor_free(&want);
     vp_st_close(&mst);

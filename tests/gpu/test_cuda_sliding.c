@@ -3,7 +3,9 @@
  * network on both sides: a 3x3x3 convolution with bias (cuDNN on device batches, the reference
  * convolution on the CPU). Cases: overlap with a gaussian map, batches of 1 and 3, NCDHW and NDHWC
  * windows, a volume smaller than the window (constant and replicate padding), a volume of many
- * window rows (the ring band wraps several times), f16 aggregation; an aggregation band that
+ * window rows (the ring band wraps several times), f16 aggregation, the tiled path (the image kept
+ * on the host, uploaded slab by slab, labels back band by band: also compared with the whole-volume
+ * path bit for bit, and VP_CUDA_SW_AUTO checked to choose it under VP_CUDA_MEM_LIMIT_MIB); an aggregation band that
  * cannot fit (clear error, exit code 4); then a timing on a CT-sized volume. Run by tests/gpu/check.sh on a machine with a GPU.
  *
  * Pass (f32 aggregation): logits max abs <= 1e-4 or NMSE <= 1e-7, labels identical wherever the
@@ -76,7 +78,7 @@ static void net_free(net *n)
 }
 
 static void sw_case(const vp_nn_backend *be, int C, int K, int D, int H, int W, int roi, double overlap, int gaussian, int pad_mode,
-                    int batch, int layout, int f16, int on_device)
+                    int batch, int layout, int f16, int on_device, int tiled)
 {
     net n;
     net_init(&n, be, C, K);
@@ -88,9 +90,9 @@ static void sw_case(const vp_nn_backend *be, int C, int K, int D, int H, int W, 
     int32_t *lw = vp_malloc((size_t)S * 4), *lg = vp_malloc((size_t)S * 4);
     char desc[160];
     snprintf(desc, sizeof desc, "x(1,%d,%d,%d,%d) K%d roi%d ov%.2f %s %s b%d %s %s%s", C, D, H, W, K, roi, overlap, gaussian ? "gauss" : "const",
-             pad_mode ? "replicate" : "constant", batch, layout ? "NDHWC" : "NCDHW", f16 ? "f16" : "f32", on_device ? " x-on-device" : "");
+             pad_mode ? "replicate" : "constant", batch, layout ? "NDHWC" : "NCDHW", f16 ? "f16" : "f32", on_device ? " x-on-device" : tiled ? " tiled" : "");
     if (vp_sliding_window(x, &p, cpu_predict, &n, NULL, &want) || vp_nn_ref_argmax_c(want, lw)) exit(1);
-    vp_cuda_sw_opts o = {batch, f16, layout};
+    vp_cuda_sw_opts o = {batch, f16, layout, tiled ? VP_CUDA_SW_TILED : VP_CUDA_SW_WHOLE, 0, NULL, NULL, NULL};
     if (on_device && (!(dx = vp_cuda_tensor_new(0, 5, x->shape)) || vp_cuda_upload(dx, x))) exit(1);
     if (vp_cuda_sliding_window(be, dx ? dx : x, &p, K, &o, gpu_predict, &n, lg, got)) {
         printf("FAIL sliding %s: returned an error\n", desc);
@@ -123,6 +125,63 @@ static void sw_case(const vp_nn_backend *be, int C, int K, int D, int H, int W, 
     net_free(&n);
 }
 
+/* o->emit: rows into a (1, K, D, H, W) tensor, checking they come in order */
+struct rows {
+    vp_tensor *t;
+    int64_t next;
+};
+static int collect_row(void *ectx, int64_t d, int64_t K, const float *row)
+{
+    struct rows *r = ectx;
+    const int64_t D = r->t->shape[2], HW = r->t->shape[3] * r->t->shape[4];
+    if (d != r->next++ || K != r->t->shape[1]) return vp_error("emit: row %lld out of order or %lld classes", (long long)d, (long long)K);
+    for (int64_t k = 0; k < K; k++) memcpy(r->t->data + (k * D + d) * HW, row + k * HW, (size_t)HW * 4);
+    return 0;
+}
+
+/* the tiled path gives the whole-volume path's logits and labels bit for bit (and o->emit's rows
+ * are those logits, in either path); VP_CUDA_SW_AUTO takes
+ * it when VP_CUDA_MEM_LIMIT_MIB=0 leaves no room, and not with the device's full memory */
+static void tiled_equal(const vp_nn_backend *be, int D, int H, int W, int roi, int batch, int layout)
+{
+    net n;
+    const int K = 4;
+    net_init(&n, be, 2, K);
+    vp_tensor *x = vp_tensor_new5(1, 2, D, H, W), *a = vp_tensor_new5(1, K, D, H, W), *b = vp_tensor_new5(1, K, D, H, W);
+    for (int64_t i = 0; i < vp_tensor_numel(x); i++) x->data[i] = urand() * 2.0f;
+    vp_sw_params p = {{roi, roi, roi}, 0.5, 1, 0.125, VP_SW_PAD_CONSTANT, 0.0f};
+    const int64_t S = (int64_t)D * H * W;
+    int32_t *la = vp_malloc((size_t)S * 4), *lb = vp_malloc((size_t)S * 4);
+    int took_full = -1, took_forced = -1, took_limit = -1;
+    vp_cuda_sw_opts o = {batch, 0, layout, VP_CUDA_SW_AUTO, 0, &took_full, NULL, NULL};
+    int rc = vp_cuda_sliding_window(be, x, &p, K, &o, gpu_predict, &n, la, a);
+    o.tiled = VP_CUDA_SW_TILED, o.took_tiled = &took_forced;
+    rc = rc || vp_cuda_sliding_window(be, x, &p, K, &o, gpu_predict, &n, lb, b);
+    setenv("VP_CUDA_MEM_LIMIT_MIB", "0", 1); /* no memory: anything is too big */
+    o.tiled = VP_CUDA_SW_AUTO, o.took_tiled = &took_limit;
+    int32_t *lc = vp_malloc((size_t)S * 4);
+    rc = rc || vp_cuda_sliding_window(be, x, &p, K, &o, gpu_predict, &n, lc, NULL);
+    unsetenv("VP_CUDA_MEM_LIMIT_MIB");
+    struct rows r1 = {vp_tensor_new5(1, K, D, H, W), 0}, r2 = {vp_tensor_new5(1, K, D, H, W), 0};
+    o.took_tiled = NULL, o.emit = collect_row;
+    o.tiled = VP_CUDA_SW_WHOLE, o.ectx = &r1;
+    rc = rc || vp_cuda_sliding_window(be, x, &p, K, &o, gpu_predict, &n, NULL, NULL);
+    o.tiled = VP_CUDA_SW_TILED, o.ectx = &r2;
+    rc = rc || vp_cuda_sliding_window(be, x, &p, K, &o, gpu_predict, &n, NULL, NULL);
+    const size_t nb = (size_t)vp_tensor_numel(a) * 4;
+    int rows_ok = !rc && r1.next == D && r2.next == D && !memcmp(a->data, r1.t->data, nb) && !memcmp(a->data, r2.t->data, nb);
+    vp_tensor_free(&r1.t), vp_tensor_free(&r2.t);
+    int same = rows_ok && !rc && !memcmp(a->data, b->data, (size_t)vp_tensor_numel(a) * 4) && !memcmp(la, lb, (size_t)S * 4) && !memcmp(la, lc, (size_t)S * 4);
+    int ok = same && took_full == 0 && took_forced == 1 && took_limit == 1;
+    ok ? n_pass++ : n_fail++;
+    printf("%-4s sliding tiled == whole volume, x(1,2,%d,%d,%d) roi %d batch %d %s: rc %d, identical %d (rows emitted: %d); auto chose tiled: %d at full memory, "
+           "%d with VP_CUDA_MEM_LIMIT_MIB=0 (forced: %d)\n",
+           ok ? "ok" : "FAIL", D, H, W, roi, batch, layout ? "NDHWC" : "NCDHW", rc, same, rows_ok, took_full, took_limit, took_forced);
+    free(la), free(lb), free(lc);
+    vp_tensor_free(&x), vp_tensor_free(&a), vp_tensor_free(&b);
+    net_free(&n);
+}
+
 /* an aggregation buffer far beyond the device's memory: -1, a message naming it, exit code 4 */
 static void oom_case(const vp_nn_backend *be)
 {
@@ -132,7 +191,7 @@ static void oom_case(const vp_nn_backend *be)
     /* the f32 band: 4000 classes x 96 rows x 512 x 512 x 4 bytes = 403 GB, beyond any one GPU */
     vp_tensor *x = vp_tensor_zeros(5, (int64_t[5]){1, 1, 128, 512, 512});
     vp_sw_params p = {{96, 96, 96}, 0.25, 1, 0.125, VP_SW_PAD_CONSTANT, 0.0f};
-    vp_cuda_sw_opts o = {1, 0, VP_CUDA_NCDHW};
+    vp_cuda_sw_opts o = {1, 0, VP_CUDA_NCDHW, VP_CUDA_SW_WHOLE, 0, NULL, NULL, NULL};
     int32_t *lab = vp_malloc((size_t)128 * 512 * 512 * 4);
     fprintf(stderr, "test_cuda_sliding: an out-of-device-memory error is expected next:\n");
     int rc = vp_cuda_sliding_window(be, x, &p, K, &o, gpu_predict, &n, lab, NULL);
@@ -152,7 +211,7 @@ static void timing(const vp_nn_backend *be, int D, int H, int W, int K, int batc
     vp_tensor *x = vp_tensor_new5(1, 1, D, H, W);
     for (int64_t i = 0; i < vp_tensor_numel(x); i++) x->data[i] = urand();
     vp_sw_params p = {{96, 96, 96}, 0.5, 1, 0.125, VP_SW_PAD_CONSTANT, 0.0f};
-    vp_cuda_sw_opts o = {batch, f16, layout};
+    vp_cuda_sw_opts o = {batch, f16, layout, VP_CUDA_SW_WHOLE, 0, NULL, NULL, NULL};
     int32_t *lab = vp_malloc((size_t)D * H * W * 4);
     double t[3];
     for (int r = 0; r < 3; r++) {
@@ -177,13 +236,18 @@ int main(int argc, char **argv)
     }
     const vp_nn_backend *be = vp_nn_backend_get("cuda:0:f32");
     if (!be) return VP_ERR_DEVICE;
-    sw_case(be, 2, 5, 37, 29, 23, 16, 0.5, 1, VP_SW_PAD_CONSTANT, 1, VP_CUDA_NCDHW, 0, 0);
-    sw_case(be, 2, 5, 37, 29, 23, 16, 0.5, 1, VP_SW_PAD_CONSTANT, 3, VP_CUDA_NDHWC, 0, 0);
-    sw_case(be, 1, 4, 30, 25, 40, 12, 0.25, 0, VP_SW_PAD_CONSTANT, 2, VP_CUDA_NCDHW, 0, 1);
-    sw_case(be, 1, 3, 10, 20, 7, 16, 0.5, 1, VP_SW_PAD_CONSTANT, 2, VP_CUDA_NCDHW, 0, 0); /* smaller than the window */
-    sw_case(be, 1, 3, 10, 20, 7, 16, 0.5, 1, VP_SW_PAD_REPLICATE, 1, VP_CUDA_NDHWC, 0, 0);
-    sw_case(be, 1, 4, 70, 12, 9, 8, 0.25, 1, VP_SW_PAD_CONSTANT, 5, VP_CUDA_NDHWC, 0, 0); /* 10 window rows: the band wraps */
-    sw_case(be, 2, 6, 37, 29, 23, 16, 0.5, 1, VP_SW_PAD_CONSTANT, 4, VP_CUDA_NDHWC, 1, 0); /* f16 aggregation */
+    sw_case(be, 2, 5, 37, 29, 23, 16, 0.5, 1, VP_SW_PAD_CONSTANT, 1, VP_CUDA_NCDHW, 0, 0, 0);
+    sw_case(be, 2, 5, 37, 29, 23, 16, 0.5, 1, VP_SW_PAD_CONSTANT, 3, VP_CUDA_NDHWC, 0, 0, 0);
+    sw_case(be, 1, 4, 30, 25, 40, 12, 0.25, 0, VP_SW_PAD_CONSTANT, 2, VP_CUDA_NCDHW, 0, 1, 0);
+    sw_case(be, 1, 3, 10, 20, 7, 16, 0.5, 1, VP_SW_PAD_CONSTANT, 2, VP_CUDA_NCDHW, 0, 0, 0); /* smaller than the window */
+    sw_case(be, 1, 3, 10, 20, 7, 16, 0.5, 1, VP_SW_PAD_REPLICATE, 1, VP_CUDA_NDHWC, 0, 0, 0);
+    sw_case(be, 1, 4, 70, 12, 9, 8, 0.25, 1, VP_SW_PAD_CONSTANT, 5, VP_CUDA_NDHWC, 0, 0, 0); /* 10 window rows: the band wraps */
+    sw_case(be, 2, 6, 37, 29, 23, 16, 0.5, 1, VP_SW_PAD_CONSTANT, 4, VP_CUDA_NDHWC, 1, 0, 0); /* f16 aggregation */
+    sw_case(be, 2, 5, 37, 29, 23, 16, 0.5, 1, VP_SW_PAD_CONSTANT, 3, VP_CUDA_NDHWC, 0, 0, 1); /* tiled */
+    sw_case(be, 1, 3, 10, 20, 7, 16, 0.5, 1, VP_SW_PAD_REPLICATE, 1, VP_CUDA_NDHWC, 0, 0, 1); /* tiled, smaller than the window */
+    sw_case(be, 1, 4, 70, 12, 9, 8, 0.25, 1, VP_SW_PAD_CONSTANT, 5, VP_CUDA_NCDHW, 1, 0, 1);  /* tiled, many slabs, f16 */
+    tiled_equal(be, 45, 21, 19, 12, 4, VP_CUDA_NCDHW);
+    tiled_equal(be, 45, 21, 19, 12, 3, VP_CUDA_NDHWC);
     printf("cuda sliding window vs cpu: %d passed, %d failed\n", n_pass, n_fail);
     if (!(argc > 1 && !strcmp(argv[1], "--no-bench"))) {
         timing(be, 256, 256, 192, 32, 4, 0, VP_CUDA_NCDHW);

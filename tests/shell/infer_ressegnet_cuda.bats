@@ -2,7 +2,8 @@
 # infer-ressegnet's GPU options on a machine without a GPU (the GPU runs themselves are checked by
 # tests/gpu/emulate.sh on the CPU and tests/gpu/check.sh on a GPU): --backend names, --aggregate
 # f16 and --sw-batch checked as usage errors; --backend cuda without a device is exit 4 with the
-# reason on stderr, nothing on stdout and no output file.
+# reason on stderr, nothing on stdout and no output file; a deconv model is no longer refused (the
+# device runs it), and --help documents the tiled fallback (VP_CUDA_MEM_LIMIT_MIB).
 load helpers
 bats_require_minimum_version 1.5.0
 
@@ -42,4 +43,22 @@ have_gpu() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2
         [[ "$stderr" == *"backend $b is not available"* ]]
         [ ! -e "$T/out.vxp" ]
     done
+}
+
+@test "a deconv model with --backend cuda --aggregate f16 is no usage error any more (the device runs deconv): without a GPU, exit 4" {
+    have_gpu && skip "this machine has a GPU (tests/gpu/check_pipeline.sh covers it)"
+    "$VOXPIPE_PY" "$CHK" make "$G/sw_constant.safetensors" "$T/in.vxp"
+    run --separate-stderr -4 infer-ressegnet --backend cuda --aggregate f16 --no-preprocess -m "$G/model_deconv.safetensors" -i "$T/in.vxp" -o "$T/out.vxp"
+    [ -z "$output" ]
+    [[ "$stderr" != *"runs op by op"* ]]
+    [[ "$stderr" == *"backend cuda is not available"* ]]
+    [ ! -e "$T/out.vxp" ]
+}
+
+@test "--help documents the tiled fallback and VP_CUDA_MEM_LIMIT_MIB, and deconv on the device" {
+    run -0 infer-ressegnet --help
+    [[ "$output" == *"takes the tiled path"* ]]
+    [[ "$output" == *"VP_CUDA_MEM_LIMIT_MIB=N"* ]]
+    [[ "$output" == *"upsample_mode deconv"*"run their ConvTranspose3d on the device"* ]]
+    [[ "$output" != *"host-staged, slow"* ]]
 }

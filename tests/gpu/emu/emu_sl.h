@@ -16,3 +16,9 @@ void emu_tensor_free(vp_tensor **t);
 #define vp_cuda_tensor_new emu_tensor_new
 #define vp_cuda_tensor_new_cl emu_tensor_new_cl
 #define vp_cuda_tensor_free emu_tensor_free
+// the tiled path's copies and the free-memory query (AUTO: the emulated device has room)
+#define cudaMemcpyAsync(d, s, n, k, st) (memcpy(d, s, n), 0)
+#define cudaMemGetInfo(f, t) (*(f) = *(t) = (size_t)4 << 30, cudaSuccess)
+#define cudaDeviceGetDefaultMemPool(p, d) (*(p) = (cudaMemPool_t)1, cudaSuccess)
+#define cudaMemPoolGetAttribute(p, a, v) (*(uint64_t *)(v) = 0, cudaSuccess)
+#define cudaGetLastError() cudaSuccess
