@@ -130,7 +130,17 @@ static vp_tensor *tensor_new(int ordinal, int ndim, const int64_t *shape, int la
     *t = vp_tensor_view(NULL, ndim, shape); // shape, strides, overflow checks
     bytes = (size_t)vp_tensor_numel(t) * sizeof(float);
     CUDA_CHECK(cudaSetDevice(ordinal));
-    CUDA_CHECK(cudaMalloc((void **)&t->data, bytes ? bytes : 4));
+    if (cudaMalloc((void **)&t->data, bytes ? bytes : 4) != cudaSuccess) {
+        /* the stream-ordered pool keeps what the ops freed (release threshold: all): give it back
+         * to the device once it is idle, then try again */
+        cudaMemPool_t pool;
+        cudaGetLastError();
+        t->data = NULL;
+        CUDA_CHECK(cudaDeviceSynchronize());
+        CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, ordinal));
+        CUDA_CHECK(cudaMemPoolTrimTo(pool, 0));
+        CUDA_CHECK(cudaMalloc((void **)&t->data, bytes ? bytes : 4));
+    }
     t->device = ordinal + 1;
     t->owns = 0;
     vp_cu_set_layout(t, layout);

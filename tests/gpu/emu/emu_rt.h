@@ -37,6 +37,7 @@ cudaError_t emu_memcpy2d(void *d, size_t dp, const void *s, size_t sp, size_t w,
 #define cudaPointerGetAttributes(a, p) emu_ptr_attr(a, p)
 #define cudaDeviceGetDefaultMemPool(p, d) (*(p) = (cudaMemPool_t)1, cudaSuccess)
 #define cudaMemPoolSetAttribute(p, a, v) cudaSuccess
+#define cudaMemPoolTrimTo(p, n) cudaSuccess
 #define cudaMemPoolGetAttribute(p, a, v) (*(uint64_t *)(v) = 0, cudaSuccess)
 #define cudaMemGetInfo(f, t) emu_mem_info(f, t)
 #define cudaGetDeviceProperties(p, d) emu_props(p, d)
