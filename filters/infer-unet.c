@@ -2,6 +2,8 @@
 #include "cli.h"
 #include "filter.h"
 #include "frame.h"
+#include "nn_infer_cuda.h"
+#include "nn_infer_cuda_unet.h"
 #include "nn_meta.h"
 #include "nn_predict_nnunet.h"
 #include "nn_preprocess.h"
@@ -16,6 +18,7 @@ static const char *in_spec = "-", *out_spec = "-", *vol_name = "image", *out_nam
 static struct vp_strlist models;
 static int tta = 0, agg = 0, no_preprocess = 0, whole = 0;
 static double step = 0.5;
+static long sw_batch = 1;
 static const char *const agg_choices[] = {"f16", "f32", NULL};
 
 static const struct vp_opt opts[] = {
@@ -29,7 +32,8 @@ static const struct vp_opt opts[] = {
     {0, "agg", "DTYPE", VP_OPT_CHOICE, &agg, "aggregation dtype: f16 (nnU-Net's, default) or f32", 0, 0, agg_choices},
     {0, "whole-logits", NULL, VP_OPT_FLAG, &whole, "hold the whole grid's logits before the argmax (more memory, same labels)", 0, 0, NULL},
     {0, "no-preprocess", NULL, VP_OPT_FLAG, &no_preprocess, "the image is already normalised and on the model's spacing (f32/f16)", 0, 0, NULL},
-    {0, "backend", "NAME", VP_OPT_STR, &backend, "nn backend: cpu (default) or ref", 0, 0, NULL},
+    {0, "backend", "NAME", VP_OPT_STR, &backend, "nn backend: cpu (default), ref (slow reference), cuda, cuda:N or cuda:N:MATH (MATH f32, tf32, f16, bf16; exit 4 without a GPU)", 0, 0, NULL},
+    {0, "sw-batch", "N", VP_OPT_INT, &sw_batch, "cuda: tiles per forward pass (1..64, default 1; same result); the CPU runs one at a time", 1, 64, NULL},
     {0, NULL, NULL, 0, NULL, NULL, 0, 0, NULL},
 };
 
@@ -62,6 +66,13 @@ static const struct vp_cmd cmd = {
     "aggregation dtype) for nnU-Net's per-class resampling back; --whole-logits does that always.\n"
     "The values are bit for bit those of nnU-Net's whole-volume buffers either way.\n"
     "\n"
+    "GPU (--backend cuda, cuda:N, cuda:N:MATH; plain cuda takes its math from VP_CUDA_MATH): the\n"
+    "network runs on the device (weights uploaded once, conv + InstanceNorm/LeakyReLU fused, NCDHW\n"
+    "for f32, NDHWC for tf32/f16/bf16), and so does the sliding window above (tiles, --tta, folds,\n"
+    "f16/f32 bands, the argmax): the case goes up once and only the labels come back (the logits\n"
+    "only when the image was resampled or with --whole-logits). f32 gives the CPU's labels. Out of\n"
+    "device memory, or no GPU: exit 4, nothing written."
+    "\n"
     "Not reproduced: nnU-Net's crop to the non-zero box (CT has no zero border in practice).\n"
     "With --no-preprocess the image must be f32 or f16 (exit 3 otherwise). NaN voxels are refused\n"
     "(exit 3); an image smaller than the patch is zero-padded (after normalisation), as nnU-Net does.",
@@ -72,6 +83,7 @@ struct ctx {
     vp_unet **m;
     int n;
     const vp_nn_backend *be;
+    vp_infer_cuda_unet *ic; /* the device path (NULL on the CPU backends) */
     vp_nn_meta meta;
 };
 
@@ -98,6 +110,37 @@ static int emit_labels(void *ectx, int64_t d, const void *row)
             }
         }
     return 0;
+}
+
+/* The device path: labels straight from the device on the network grid, or the logits back for
+ * nnU-Net's resampling; 0 with *out set, or an exit code (4 after a device failure). */
+static int predict_cuda(struct ctx *x, const vp_case *c, const vp_tensor *t, const vp_nnunet_opts *o, const vp_nn_prep *prep,
+                        const char *where, vp_vol **out)
+{
+    const vp_unet_cfg *cfg = &x->m[0]->cfg;
+    const int K = cfg->n_classes;
+    const size_t S = (size_t)vp_tensor_numel(t);
+    const int direct = !prep->resampled && !whole;
+    int32_t *lab = direct ? malloc(S * sizeof *lab) : NULL;
+    void *lg = direct ? NULL : malloc(S * (size_t)K * (o->half ? 2 : 4));
+    if (!lab && !lg) return vp_error("case '%s': no host memory for the prediction", c->id), VP_ERR_RUNTIME;
+    if (vp_infer_cuda_unet_run(x->ic, t, o, lab, lg)) {
+        free(lab), free(lg);
+        return vp_error("case '%s': prediction on %s failed", c->id, x->be->name), vp_cuda_exit_code(VP_ERR_RUNTIME);
+    }
+    vp_debug("case '%s': %s: device memory peak %.1f MiB", c->id, x->be->name, vp_infer_cuda_unet_peak_bytes(x->ic) / 1048576.0);
+    if (direct) { /* the network grid is the input grid, (d, h, w) = (z, y, x): the volume's order */
+        const uint64_t d1[4] = {prep->in.dims[0], prep->in.dims[1], prep->in.dims[2], 1};
+        *out = vp_vol_new(d1, K > 256 ? VP_U16 : VP_U8, prep->in.affine);
+        for (size_t i = 0; i < S; i++)
+            if (K > 256) ((uint16_t *)(*out)->data)[i] = (uint16_t)lab[i];
+            else ((uint8_t *)(*out)->data)[i] = (uint8_t)lab[i];
+        free(lab);
+        return 0;
+    }
+    *out = vp_nn_argmax_back(lg, o->half, K, prep, where);
+    free(lg);
+    return *out ? 0 : VP_ERR_RUNTIME;
 }
 
 static int step_fn(vp_case *c, void *vctx)
@@ -138,7 +181,11 @@ static int step_fn(vp_case *c, void *vctx)
              (unsigned long long)prep.model.dims[1], (unsigned long long)prep.model.dims[2], prep.resampled ? " (resampled)" : "");
     vp_nnunet_opts o = {step, tta, agg == 0};
     vp_vol *out = NULL;
-    if (!prep.resampled && !whole) { /* labels straight from each final row: bounded memory */
+    if (x->ic) {
+        const int rc = predict_cuda(x, c, t, &o, &prep, where, &out);
+        vp_tensor_free(&t);
+        if (rc) return rc;
+    } else if (!prep.resampled && !whole) { /* labels straight from each final row: bounded memory */
         const uint64_t d1[4] = {prep.in.dims[0], prep.in.dims[1], prep.in.dims[2], 1};
         struct rows rw = {vp_vol_new(d1, cfg->n_classes > 256 ? VP_U16 : VP_U8, prep.in.affine), cfg->n_classes, o.half,
                           (int64_t)(prep.in.dims[0] * prep.in.dims[1]), NULL};
@@ -170,7 +217,9 @@ int main(int argc, char **argv)
     if (models.n < 1) vp_usage_error("give at least one -m MODEL");
     struct ctx x = {0};
     x.m = vp_calloc((size_t)models.n, sizeof(vp_unet *)), x.n = models.n, x.be = vp_nn_backend_get(backend);
-    if (!x.be) vp_usage_error("unknown backend '%s'", backend);
+    if (strcmp(backend, "ref") && strcmp(backend, "cpu") && strncmp(backend, "cuda", 4))
+        vp_usage_error("--backend: '%s' is not cpu, ref, cuda, cuda:N or cuda:N:MATH", backend);
+    if (!x.be) vp_die(VP_ERR_DEVICE, "backend %s is not available (see the message above)", backend);
     int rc = 0;
     for (int i = 0; i < models.n && !rc; i++)
         if (!(x.m[i] = vp_unet_load(models.v[i]))) rc = VP_ERR_DATA;
@@ -184,7 +233,14 @@ int main(int argc, char **argv)
         vp_nn_meta_describe(&x.meta, desc, sizeof desc);
         vp_debug("%s: %s%s", models.v[0], desc, no_preprocess ? " (not applied: --no-preprocess)" : "");
     }
+    if (!rc && vp_infer_cuda_is_cuda(x.be)) { /* everything on the device */
+        char desc[256];
+        if (!(x.ic = vp_infer_cuda_unet_open(x.be, x.m, x.n, (int)sw_batch)))
+            vp_die(vp_cuda_exit_code(VP_ERR_DATA), "%s: cannot run the model on %s (see the message above)", models.v[0], x.be->name);
+        vp_debug("%s: %s", x.be->name, vp_infer_cuda_unet_describe(x.ic, desc, sizeof desc));
+    }
     if (!rc) rc = vp_filter_run(cmd.name, in_spec, out_spec, step_fn, &x);
+    vp_infer_cuda_unet_free(&x.ic);
     for (int i = 0; i < models.n; i++) vp_unet_free(&x.m[i]);
     free(x.m);
     vp_nn_meta_free(&x.meta);

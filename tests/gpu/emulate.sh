@@ -18,12 +18,16 @@
 #     uploading the case, and inside the sliding window): exit 4, "out of device memory" on
 #     stderr, nothing on stdout, no output file left, no bad frees, and no more device allocations
 #     live at exit than after a successful run (nothing leaked).
+#  4. infer-unet itself, built against the pretend device (filters/infer-unet.c + lib/nn_infer_cuda_unet.c
+#     + lib/cuda/nn_cuda_unet*.cu; tests/gpu/emu/infer_unet.sh): the golden ResEnc and PlainConvUNet
+#     on crops of the shared CT, --backend cuda labels equal to --backend cpu's (f16 and f32 bands,
+#     tile batches, two folds, --tta, tf32/NDHWC, the resampled path), out of device memory exit 4.
 # This checks indexing, layouts, staging, in-place rules, errors, memory handling, the deterministic
 # sums and the sliding window's ring band on any machine; cuDNN, the precisions' numerics, streams
 # and real parallel execution are left to tests/gpu/check.sh on a GPU. Needs build/ (make) for the
 # library objects, and CUDA's headers (/usr/local/cuda/include). About 4 minutes on 2 cores.
 #   usage: tests/gpu/emulate.sh        exit 0 all pass, 1 a failure
-#   env:   EMU_ONLY=kernels|backend|infer  one part only (backend and infer build part 2's objects)
+#   env:   EMU_ONLY=kernels|backend|infer|unet  one part only (backend, infer and unet build part 2's objects)
 #          EMU_SAN=1  the same under AddressSanitizer + UndefinedBehaviorSanitizer (needs build-san/:
 #          make SAN=1), which also catches out-of-bounds indexing in the kernels
 set -u
@@ -89,6 +93,11 @@ fi
 # ---- 3: infer-ressegnet on the pretend device vs its own --backend cpu
 if [ "$ONLY" = all ] || [ "$ONLY" = infer ]; then
     tests/gpu/emu/infer.sh "$R" "$SANMAKE" || rc=1
+fi
+
+# ---- 4: infer-unet (PlainConvUNet / ResEnc, nnU-Net's sliding window) on the pretend device vs --backend cpu
+if [ "$ONLY" = all ] || [ "$ONLY" = unet ]; then
+    tests/gpu/emu/infer_unet.sh "$R" "$SANMAKE" || rc=1
 fi
 echo "emulate: $([ $rc -eq 0 ] && echo PASS || echo FAIL)"
 exit $rc
