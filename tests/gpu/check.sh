@@ -169,7 +169,7 @@ else
     seg="$line (model_small, shared CT 122x101x30 twice, device-resident SegResNet + device sliding window)"
     bin/vol-read "$CT" >"$WORK/unet1.vxp" && bin/normalize --zscore -i "$WORK/unet1.vxp" -o "$WORK/unet-in.vxp" 2>"$LOG/normalize.err"
     infer_one infer-unet unet tests/golden/unet/model.safetensors "cpu=cpu cuda!=cuda f16=cuda:0:f16" --no-preprocess
-    unet="$line (host-staged ops: no device-resident U-Net)"
+    unet="$line (device-resident U-Net + nnU-Net sliding window on the device)"
 fi
 want infer && say "infer-ressegnet: $seg" && say "infer-unet: $unet"
 

@@ -36,7 +36,8 @@ fi
 
 if want test; then
     T=build/gpu/test_cuda_unet
-    if ! { [ -x "$T" ] && [ "$T" -nt tests/gpu/test_cuda_unet.c ] && [ "$T" -nt build/libvoxpipe.a ]; }; then
+    # with a pack (VP_GPU_PACK, tests/gpu/pack.sh) the driver is the pack's: never rebuilt (or deleted) here
+    if [ -z "${VP_GPU_PACK:-}" ] && ! { [ -x "$T" ] && [ "$T" -nt tests/gpu/test_cuda_unet.c ] && [ "$T" -nt build/libvoxpipe.a ]; }; then
         mkdir -p build/gpu
         # shellcheck disable=SC2046 # the link line is meant to split into words
         cc -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Wno-unused-parameter -Ilib -I/usr/include/nifti -DVP_HAVE_CUDA \
