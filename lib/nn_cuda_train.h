@@ -72,6 +72,18 @@ int vp_cuda_opt_step(vp_cuda_opt *o, float lr, vp_loss_scaler *sc, float *params
  * the weights into params (may be NULL): before a checkpoint. 0 or -1 after vp_error(). */
 int vp_cuda_opt_download(vp_cuda_opt *o, float *params);
 
+/* The device master weights (n floats, the layout of vp_trainable_flat_params), for a model whose
+ * step runs on the device (vp_trainable_bind_device): forward reads them, the step updates them. */
+float *vp_cuda_opt_dev_params(vp_cuda_opt *o);
+
+/* n floats of device memory of be's device set to 0.0f, queued on be's stream. 0 or -1. */
+int vp_cuda_zero(const vp_nn_backend *be, float *p, int64_t n);
+
+/* The concat backward (nn_grad.h vp_nn_concat_bwd) on device tensors of be's device, one layout:
+ * dy (N, sum of C_k, D, H, W) split into dxs[k] (N, C_k, D, H, W), queued. 0 or -1 after
+ * vp_error(). */
+int vp_cuda_split_channels(const vp_nn_backend *be, const vp_tensor *dy, vp_tensor *const *dxs, int n);
+
 /* The gradients on the host (n floats), e.g. for tests. 0 or -1 after vp_error(). */
 int vp_cuda_opt_download_grads(vp_cuda_opt *o, float *grads);
 

@@ -84,4 +84,10 @@ int vp_cuda_opt_step(vp_cuda_opt *o, float lr, vp_loss_scaler *sc, float *params
 }
 int vp_cuda_opt_download(vp_cuda_opt *o, float *params) { return (void)o, (void)params, vp_error("built without CUDA"); }
 int vp_cuda_opt_download_grads(vp_cuda_opt *o, float *g) { return (void)o, (void)g, vp_error("built without CUDA"); }
+float *vp_cuda_opt_dev_params(vp_cuda_opt *o) { return (void)o, NULL; }
+int vp_cuda_zero(const vp_nn_backend *be, float *p, int64_t n) { return (void)be, (void)p, (void)n, vp_error("built without CUDA"); }
+int vp_cuda_split_channels(const vp_nn_backend *be, const vp_tensor *dy, vp_tensor *const *dxs, int n)
+{
+    return (void)be, (void)dy, (void)dxs, (void)n, vp_error("built without CUDA");
+}
 #endif

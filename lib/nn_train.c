@@ -5,10 +5,14 @@
  * Reverse pass: each architecture writes its backward by hand (nn_train_segresnet.c,
  * nn_train_unet.c). Its forward records every tensor it allocates on a tape (vp_tape) and keeps
  * pointers to the ones backward needs (inputs of convolutions and norms, activation outputs); no
- * forward value is recomputed. The step releases the tape after backward.
+ * forward value is recomputed. The step releases the tape after backward. Every buffer of the
+ * step (tape, backward gradients, logits and their gradients) comes from the model's arena
+ * (nn_train_arena.h), so a step with the shapes of the previous one allocates nothing.
  */
 #include "nn_train.h"
 #include "heap.h"
+#include "nn_cuda.h"
+#include "nn_cuda_train.h"
 #include "nn_loss.h"
 #include "nn_st_write.h"
 #include "nn_train_int.h"
@@ -66,20 +70,20 @@ static double unif(vp_rng *r) { return ((double)(splitmix(r) >> 11) + 0.5) / 900
 
 void vp_tr_init_uniform(vp_trainable *m, int i, double b, vp_rng *r)
 {
-    vp_tensor *w = vp_tr_w(m, i);
+    vp_tensor *w = &m->params[i].w;
     for (int64_t k = 0, n = vp_tensor_numel(w); k < n; k++) w->data[k] = (float)((2 * unif(r) - 1) * b);
 }
 
 void vp_tr_init_normal(vp_trainable *m, int i, double sd, vp_rng *r)
 {
-    vp_tensor *w = vp_tr_w(m, i);
+    vp_tensor *w = &m->params[i].w;
     for (int64_t k = 0, n = vp_tensor_numel(w); k < n; k++)
         w->data[k] = (float)(sd * sqrt(-2 * log(unif(r))) * cos(6.283185307179586 * unif(r)));
 }
 
 void vp_tr_init_const(vp_trainable *m, int i, float v)
 {
-    vp_tensor *w = vp_tr_w(m, i);
+    vp_tensor *w = &m->params[i].w;
     for (int64_t k = 0, n = vp_tensor_numel(w); k < n; k++) w->data[k] = v;
 }
 
@@ -100,22 +104,68 @@ vp_tensor *vp_tape_new(vp_tape *tp, const int64_t shape[5])
         free(tp->t);
         tp->t = t;
     }
-    return tp->t[tp->n++] = vp_tensor_new(5, shape);
+    return tp->t[tp->n++] = vp_tpool_get(tp->ar, shape);
 }
 
 void vp_tape_clear(vp_tape *tp)
 {
-    for (int i = 0; i < tp->n; i++) vp_tensor_free(&tp->t[i]);
+    for (int i = 0; i < tp->n; i++) vp_tpool_put(tp->ar, &tp->t[i]);
     tp->n = 0;
 }
 
+int vp_tr_accumulate(vp_trainable *m, vp_tensor *dst, const vp_tensor *src)
+{
+    return m->dbe ? m->dbe->add(m->dbe, dst, src, dst) : vp_nn_accumulate(dst, src);
+}
+
+int vp_tr_concat_bwd(vp_trainable *m, const vp_tensor *dy, vp_tensor *const *dxs, int n)
+{
+    return m->dbe ? vp_cuda_split_channels(m->dbe, dy, dxs, n) : vp_nn_concat_bwd(dy, dxs, n);
+}
+
 /* ---- the public interface */
+
+int vp_trainable_bind_device(vp_trainable *m, const vp_nn_backend *be, float *dev_params, float *dev_grads)
+{
+    free(m->dev);
+    m->dev = NULL, m->dbe = NULL, m->dP = m->dG = NULL;
+    vp_tpool_free(&m->hpool);
+    /* activations NCDHW; VP_TRAIN_LAYOUT=ndhwc asks for channels-last (for tensor cores), which
+     * the forward's shape checks (vp_nn_conv3d_shape: "not contiguous") refuse so far */
+    const char *lay = getenv("VP_TRAIN_LAYOUT");
+    const int layout = lay && !strcmp(lay, "ndhwc") ? VP_CUDA_NDHWC : VP_CUDA_NCDHW;
+    if (vp_tpool_set_device(&m->pool, be, layout)) return -1;
+    if (!be) return 0;
+    if (!dev_params || !dev_grads) return vp_tpool_set_device(&m->pool, NULL, 0), vp_error("%s: no device buffers to bind", m->ops->arch);
+    m->dev = vp_calloc((size_t)m->np + 1, sizeof *m->dev);
+    for (int i = 0; i < m->np; i++) {
+        const vp_param *p = &m->params[i];
+        m->dev[i] = *p;
+        m->dev[i].w.data = dev_params + m->off[i], m->dev[i].g.data = dev_grads + m->off[i];
+        m->dev[i].w.owns = m->dev[i].g.owns = 0;
+        m->dev[i].w.device = m->dev[i].g.device = m->pool.device;
+    }
+    m->dbe = be, m->dP = dev_params, m->dG = dev_grads;
+    return 0;
+}
+
+/* The network input as forward takes it: x itself, or (bound to a device, x on the host) x
+ * uploaded into a pool tensor (*up, given back by the caller). */
+static const vp_tensor *input_of(vp_trainable *m, const vp_tensor *x, vp_tensor **up)
+{
+    *up = NULL;
+    if (!m->dbe || x->device) return x;
+    if (!(*up = vp_tpool_get(&m->pool, x->shape)) || vp_cuda_upload(*up, x)) return NULL;
+    return *up;
+}
 
 void vp_trainable_free(vp_trainable **mp)
 {
     vp_trainable *m = *mp;
     if (!m) return;
     if (m->ops && m->impl) m->ops->free_impl(m);
+    vp_tpool_free(&m->pool), vp_tpool_free(&m->hpool);
+    free(m->dev);
     for (int i = 0; i < m->np; i++) free((char *)m->params[i].name);
     free(m->params), free(m->off), free(m->P), free(m->G);
     free(m);
@@ -157,12 +207,19 @@ int vp_trainable_forward(vp_trainable *m, const vp_nn_backend *be, const vp_tens
 {
     *y = NULL;
     if (check_input(m, x)) return -1;
-    vp_tensor *out[VP_TR_MAXOUT] = {0};
+    vp_tensor *out[VP_TR_MAXOUT] = {0}, *up;
     int nout = 0;
-    int rc = m->ops->forward(m, be, x, 0, out, &nout);
+    const vp_tensor *xi = input_of(m, x, &up);
+    int rc = xi ? m->ops->forward(m, m->dbe ? m->dbe : be, xi, 0, out, &nout) : -1;
     m->ops->release(m);
-    if (!rc) *y = out[0], out[0] = NULL;
-    for (int i = 0; i < VP_TR_MAXOUT; i++) vp_tensor_free(&out[i]);
+    if (!rc && out[0]->device) { /* bound to a device: the logits come back to the host */
+        *y = vp_tensor_new(5, out[0]->shape);
+        if ((rc = vp_cuda_download(*y, out[0]))) vp_tensor_free(y);
+    } else if (!rc) {
+        vp_tpool_detach(&m->pool, out[0]), *y = out[0], out[0] = NULL;
+    }
+    for (int i = 0; i < VP_TR_MAXOUT; i++) vp_tpool_put(&m->pool, &out[i]);
+    vp_tpool_put(&m->pool, &up);
     return rc ? -1 : 0;
 }
 
@@ -177,11 +234,17 @@ int vp_train_step_grads(vp_trainable *m, const vp_nn_backend *be, const vp_tenso
         if (target[i] < 0 || target[i] >= m->classes)
             return vp_error("%s: target label %d at batch %lld voxel %lld is outside [0, %d) (the model has %d classes)",
                             m->ops->arch, target[i], (long long)(i / V), (long long)(i % V), m->classes, m->classes);
-    memset(m->G, 0, (size_t)m->n * sizeof(float));
     const int ds = lc->kind == VP_LOSS_NNUNET_DCCE && lc->deep_supervision;
-    vp_tensor *out[VP_TR_MAXOUT] = {0}, *dout[VP_TR_MAXOUT] = {0};
+    vp_tensor *out[VP_TR_MAXOUT] = {0}, *dout[VP_TR_MAXOUT] = {0}, *up = NULL, *hout = NULL, *hd = NULL;
     int nout = 0, rc = -1;
-    if (m->ops->forward(m, be, x, ds, out, &nout)) goto done;
+    if (m->dbe) {
+        be = m->dbe;
+        if (vp_cuda_zero(be, m->dG, m->n)) goto done;
+    } else {
+        memset(m->G, 0, (size_t)m->n * sizeof(float));
+    }
+    const vp_tensor *xi = input_of(m, x, &up);
+    if (!xi || m->ops->forward(m, be, xi, ds, out, &nout)) goto done;
     double w[VP_TR_MAXOUT];
     if (ds) vp_loss_ds_weights(nout, w);
     else w[0] = 1, nout = nout > 1 ? 1 : nout;
@@ -198,11 +261,15 @@ int vp_train_step_grads(vp_trainable *m, const vp_nn_backend *be, const vp_tenso
             t = tds;
         }
         double l;
-        dout[i] = vp_tensor_new(5, out[i]->shape);
-        if (vp_loss_eval(lc, out[i], t, w[i] * (lc->grad_scale > 0 ? lc->grad_scale : 1.0), &l, dout[i])) {
-            free(tds);
-            m->ops->release(m);
-            goto done;
+        const double sc = w[i] * (lc->grad_scale > 0 ? lc->grad_scale : 1.0);
+        if (!(dout[i] = vp_tpool_get(&m->pool, out[i]->shape))) goto loss_failed;
+        if (m->dbe) { /* the loss on the host: the logits down, their gradient up */
+            hout = vp_tpool_get(&m->hpool, out[i]->shape), hd = vp_tpool_get(&m->hpool, out[i]->shape);
+            if (vp_cuda_download(hout, out[i]) || vp_loss_eval(lc, hout, t, sc, &l, hd) || vp_cuda_upload(dout[i], hd))
+                goto loss_failed;
+            vp_tpool_put(&m->hpool, &hout), vp_tpool_put(&m->hpool, &hd);
+        } else if (vp_loss_eval(lc, out[i], t, sc, &l, dout[i])) {
+            goto loss_failed;
         }
         total += w[i] * l;
     }
@@ -210,9 +277,14 @@ int vp_train_step_grads(vp_trainable *m, const vp_nn_backend *be, const vp_tenso
     if (m->ops->backward(m, vp_nn_grad_for(be), dout, nout)) goto done;
     *loss = total;
     rc = 0;
+    goto done;
+loss_failed:
+    free(tds);
 done:
     m->ops->release(m);
-    for (int i = 0; i < VP_TR_MAXOUT; i++) vp_tensor_free(&out[i]), vp_tensor_free(&dout[i]);
+    vp_tpool_put(&m->pool, &up), vp_tpool_put(&m->hpool, &hout), vp_tpool_put(&m->hpool, &hd);
+    for (int i = 0; i < VP_TR_MAXOUT; i++) vp_tpool_put(&m->pool, &out[i]), vp_tpool_put(&m->pool, &dout[i]);
+    vp_tpool_trim(&m->pool), vp_tpool_trim(&m->hpool); /* buffers of an earlier patch shape go */
     return rc;
 }
 

@@ -23,7 +23,9 @@
  * output); backward walks the layers in reverse with the backward ops of lib/nn_grad.h (the
  * reference ones for the "ref" backend, the multi-threaded CPU ones otherwise), writing each
  * parameter's gradient into its slice of the flat gradient buffer, and the tape is released at
- * the end of the step. Norm statistics are recomputed from the saved inputs (cheap, exact).
+ * the end of the step. Activation and gradient buffers come from an arena the model owns
+ * (nn_train_arena.h): sized on the first step, reused by later steps of the same shape. Norm
+ * statistics are recomputed from the saved inputs (cheap, exact).
  * Implementation files: nn_train.c (registry, step, save/load; private nn_train_int.h), nn_loss.c
  * (nn_loss.h), nn_optim.c, nn_st_write.c (nn_st_write.h).
  */
@@ -98,7 +100,18 @@ float *vp_trainable_flat_grads(vp_trainable *m, int64_t *n);
 int vp_train_step_grads(vp_trainable *m, const vp_nn_backend *be, const vp_tensor *x, const int32_t *target,
                         const vp_loss_cfg *lc, double *loss);
 
-/* Inference forward (no saved activations): logits *y (N, classes, D, H, W), a new tensor. */
+/* Run the steps of m on the device of CUDA backend be: forward reads the weights at dev_params,
+ * backward writes the gradients to dev_grads (device memory of n floats each in the flat layout,
+ * e.g. vp_cuda_opt's buffers: nn_cuda_train.h), every activation and gradient buffer is a device
+ * tensor of m's arena (NCDHW; VP_TRAIN_LAYOUT=ndhwc asks for channels-last, not supported by
+ * the forward's shape checks yet). A step then copies only the batch up, the logits down and their gradient
+ * up for the loss (computed on the host), and the loss comes back as a number; the host flat
+ * buffers are no longer written by steps (the caller downloads the weights when it needs them).
+ * vp_trainable_forward returns host logits. be NULL unbinds (host again). Not between a forward
+ * and its backward. 0, or -1 after vp_error(). */
+int vp_trainable_bind_device(vp_trainable *m, const vp_nn_backend *be, float *dev_params, float *dev_grads);
+
+/* Inference forward (no saved activations): logits *y (N, classes, D, H, W), a new host tensor. */
 int vp_trainable_forward(vp_trainable *m, const vp_nn_backend *be, const vp_tensor *x, vp_tensor **y);
 
 /* Write the weights under their state_dict names plus the architecture __metadata__ (the keys the

@@ -110,6 +110,7 @@ vp_trainable *vp_trainable_new_segresnet(const vp_segresnet_cfg *cfg, uint64_t s
     vp_trainable *m = vp_tr_new(&ops);
     srn *s = vp_calloc(1, sizeof *s);
     m->impl = s;
+    s->tape.ar = &m->pool;
     s->c = *c;
     m->in_ch = c->in_channels, m->classes = c->out_channels;
     for (int a = 0; a < 3; a++) m->div[a] = 1 << (c->n_down - 1);
@@ -227,7 +228,7 @@ static int fwd(vp_trainable *m, const vp_nn_backend *be, const vp_tensor *x, int
     s->fin_in = h;
     if (!(s->fin_a = norm_relu(s, be, h, vp_tr_w(m, s->g_fin), vp_tr_w(m, s->b_fin)))) return -1;
     int64_t os[5] = {x->shape[0], c->out_channels, x->shape[2], x->shape[3], x->shape[4]};
-    out[0] = vp_tensor_new(5, os);
+    out[0] = vp_tpool_get(&m->pool, os);
     *nout = 1;
     return be->conv3d(be, s->fin_a, vp_tr_w(m, s->w_fin), vp_tr_w(m, s->bias_fin), &P0, out[0]);
 }
@@ -240,7 +241,7 @@ static int conv_bwd(vp_trainable *m, const vp_nn_grad *gr, const vp_tensor *x, i
 {
     if (gr->conv3d_bwd_weight(x, dy, p, vp_tr_g(m, w), vp_tr_gn(m, b))) return -1;
     if (!dx) return 0;
-    *dx = vp_tensor_new(5, x->shape);
+    *dx = vp_tpool_get(&m->pool, x->shape);
     return gr->conv3d_bwd_data(dy, vp_tr_w(m, w), p, *dx);
 }
 
@@ -250,7 +251,7 @@ static int norm_relu_bwd(vp_trainable *m, const vp_nn_grad *gr, const vp_tensor 
 {
     srn *s = m->impl;
     if (gr->relu_bwd(a, da, da)) return -1;
-    *dx = vp_tensor_new(5, x->shape);
+    *dx = vp_tpool_get(&m->pool, x->shape);
     return gr->group_norm_bwd(x, da, s->c.norm_groups, s->c.eps, vp_tr_w(m, g), *dx, vp_tr_g(m, g), vp_tr_g(m, b));
 }
 
@@ -263,8 +264,8 @@ static int blocks_bwd(vp_trainable *m, const vp_nn_grad *gr, rblk *rb, int n, vp
         vp_tensor *da2 = NULL, *dc1 = NULL, *da1 = NULL, *dx = NULL;
         int e = conv_bwd(m, gr, b->a2, b->w2, -1, *dy, &P1, &da2) || norm_relu_bwd(m, gr, b->c1, b->a2, da2, b->g2, b->b2, &dc1) ||
                 conv_bwd(m, gr, b->a1, b->w1, -1, dc1, &P1, &da1) || norm_relu_bwd(m, gr, b->x, b->a1, da1, b->g1, b->b1, &dx) ||
-                vp_nn_accumulate(*dy, dx); /* the residual: dy reaches x directly too */
-        vp_tensor_free(&da2), vp_tensor_free(&dc1), vp_tensor_free(&da1), vp_tensor_free(&dx);
+                vp_tr_accumulate(m, *dy, dx); /* the residual: dy reaches x directly too */
+        vp_tpool_put(&m->pool, &da2), vp_tpool_put(&m->pool, &dc1), vp_tpool_put(&m->pool, &da1), vp_tpool_put(&m->pool, &dx);
         if (e) return -1;
     }
     return 0;
@@ -279,23 +280,23 @@ static int bwd(vp_trainable *m, const vp_nn_grad *gr, vp_tensor *const *dout, in
     if (nout < 1 || !dout[0]) return vp_error("segresnet: backward without an output gradient");
     if (conv_bwd(m, gr, s->fin_a, s->w_fin, s->bias_fin, dout[0], &P0, &da)) goto out;
     if (norm_relu_bwd(m, gr, s->fin_in, s->fin_a, da, s->g_fin, s->b_fin, &dh)) goto out;
-    vp_tensor_free(&da);
+    vp_tpool_put(&m->pool, &da);
     for (int j = c->n_up - 1; j >= 0; j--) {
         if (blocks_bwd(m, gr, s->up[j], c->blocks_up[j], &dh)) goto out;
         /* u = up(t) + skip: the skip's gradient is dh; t's goes through the upsampling */
         const int lv = c->n_down - 2 - j;
         dskip[lv] = dh;
         dh = NULL;
-        dt = vp_tensor_new(5, s->upt[j]->shape);
+        dt = vp_tpool_get(&m->pool, s->upt[j]->shape);
         if (c->deconv ? gr->conv_transpose3d_bwd_weight(s->upt[j], dskip[lv], &PT, vp_tr_g(m, s->w_dec[j]), vp_tr_g(m, s->b_dec[j])) ||
                             gr->conv_transpose3d_bwd_data(dskip[lv], vp_tr_w(m, s->w_dec[j]), &PT, dt)
                       : gr->upsample_trilinear2x_bwd(dskip[lv], dt))
             goto out;
         if (conv_bwd(m, gr, s->upin[j], s->w_up1[j], -1, dt, &P0, &dh)) goto out;
-        vp_tensor_free(&dt);
+        vp_tpool_put(&m->pool, &dt);
     }
     for (int i = c->n_down - 1; i >= 0; i--) {
-        if (i < c->n_down - 1 && vp_nn_accumulate(dh, dskip[i])) goto out;
+        if (i < c->n_down - 1 && vp_tr_accumulate(m, dh, dskip[i])) goto out;
         if (blocks_bwd(m, gr, s->down[i], c->blocks_down[i], &dh)) goto out;
         vp_tensor *dprev = NULL;
         if (i > 0) {
@@ -303,12 +304,12 @@ static int bwd(vp_trainable *m, const vp_nn_grad *gr, vp_tensor *const *dout, in
         } else if (conv_bwd(m, gr, s->x, s->w_init, -1, dh, &P1, NULL)) {
             goto out;
         }
-        vp_tensor_free(&dh);
+        vp_tpool_put(&m->pool, &dh);
         dh = dprev;
     }
     rc = 0;
 out:
-    for (int i = 0; i < VP_SEGRESNET_MAXLEVELS; i++) vp_tensor_free(&dskip[i]);
-    vp_tensor_free(&dh), vp_tensor_free(&da), vp_tensor_free(&dt);
+    for (int i = 0; i < VP_SEGRESNET_MAXLEVELS; i++) vp_tpool_put(&m->pool, &dskip[i]);
+    vp_tpool_put(&m->pool, &dh), vp_tpool_put(&m->pool, &da), vp_tpool_put(&m->pool, &dt);
     return rc;
 }

@@ -110,6 +110,7 @@ vp_trainable *vp_trainable_new_unet(const vp_unet_cfg *cfg, uint64_t seed)
     vp_trainable *m = vp_tr_new(&ops);
     unt *u = vp_calloc(1, sizeof *u);
     m->impl = u;
+    u->tape.ar = &m->pool;
     u->c = *c;
     m->in_ch = c->in_ch, m->classes = c->n_classes;
     vp_unet_divisor(c, m->div);
@@ -207,7 +208,7 @@ static int fwd(vp_trainable *m, const vp_nn_backend *be, const vp_tensor *x, int
         if (k < u->nseg) {
             int64_t os[5] = {h->shape[0], c->n_classes, h->shape[2], h->shape[3], h->shape[4]};
             const vp_conv3d_params p1 = {{1, 1, 1}, {0, 0, 0}, {0, 0, 0}};
-            out[k] = vp_tensor_new(5, os);
+            out[k] = vp_tpool_get(&m->pool, os);
             if (be->conv3d(be, h, vp_tr_w(m, u->sw[d]), vp_tr_w(m, u->sb[d]), &p1, out[k])) return -1;
         }
     }
@@ -222,16 +223,16 @@ static int fwd(vp_trainable *m, const vp_nn_backend *be, const vp_tensor *x, int
 static int block_bwd(vp_trainable *m, const vp_nn_grad *gr, ublk *b, vp_tensor **dy, int want_dx)
 {
     unt *u = m->impl;
-    vp_tensor *dc = vp_tensor_new(5, b->c->shape), *dx = NULL;
-    int e = gr->leaky_relu_bwd(b->y, *dy, u->c.slope, *dy) ||
-            gr->group_norm_bwd(b->c, *dy, (int)b->c->shape[1], u->c.norm_eps, vp_tr_w(m, b->g), dc, vp_tr_g(m, b->g), vp_tr_g(m, b->be)) ||
+    vp_tensor *dc = vp_tpool_get(&m->pool, b->c->shape), *dx = NULL;
+    int e = vp_nn_group_norm_leaky_relu_bwd(gr, b->c, b->y, *dy, (int)b->c->shape[1], u->c.norm_eps, u->c.slope, vp_tr_w(m, b->g), dc,
+                                            vp_tr_g(m, b->g), vp_tr_g(m, b->be)) ||
             gr->conv3d_bwd_weight(b->x, dc, &b->p, vp_tr_g(m, b->w), vp_tr_gn(m, b->b));
     if (!e && want_dx) {
-        dx = vp_tensor_new(5, b->x->shape);
+        dx = vp_tpool_get(&m->pool, b->x->shape);
         e = gr->conv3d_bwd_data(dc, vp_tr_w(m, b->w), &b->p, dx);
     }
-    vp_tensor_free(&dc);
-    vp_tensor_free(dy);
+    vp_tpool_put(&m->pool, &dc);
+    vp_tpool_put(&m->pool, dy);
     *dy = dx;
     return e ? -1 : 0;
 }
@@ -248,46 +249,46 @@ static int bwd(vp_trainable *m, const vp_nn_grad *gr, vp_tensor *const *dout, in
         const int k = S - 2 - d, skip = S - 2 - d;
         /* the stage output feeds its seg layer (when it had a gradient) and the next transposed conv */
         if (k < nout && dout[k]) {
-            dseg = vp_tensor_new(5, u->dout[d]->shape);
+            dseg = vp_tpool_get(&m->pool, u->dout[d]->shape);
             if (gr->conv3d_bwd_weight(u->dout[d], dout[k], &p1, vp_tr_g(m, u->sw[d]), vp_tr_g(m, u->sb[d])) ||
                 gr->conv3d_bwd_data(dout[k], vp_tr_w(m, u->sw[d]), &p1, dseg))
                 goto out;
             if (dh) {
-                if (vp_nn_accumulate(dh, dseg)) goto out;
-                vp_tensor_free(&dseg);
+                if (vp_tr_accumulate(m, dh, dseg)) goto out;
+                vp_tpool_put(&m->pool, &dseg);
             } else {
                 dh = dseg, dseg = NULL;
             }
         }
-        if (!dh) dh = vp_tensor_zeros(5, u->dout[d]->shape); /* no gradient reaches this stage */
+        if (!dh) dh = vp_tpool_zeros(&m->pool, u->dout[d]->shape); /* no gradient reaches this stage */
         for (int j = c->n_conv_dec[d] - 1; j >= 0; j--)
             if (block_bwd(m, gr, &u->dec[d][j], &dh, 1)) goto out;
         /* dh is the concat's gradient: split into the upsampled part and the skip's */
         int64_t us[5];
         memcpy(us, dh->shape, sizeof us);
         us[1] = c->features[skip];
-        vp_tensor *dup = vp_tensor_new(5, us);
-        dskip[skip] = vp_tensor_new(5, us);
+        vp_tensor *dup = vp_tpool_get(&m->pool, us);
+        dskip[skip] = vp_tpool_get(&m->pool, us);
         vp_tensor *parts[2] = {dup, dskip[skip]};
         const vp_conv3d_params p = {{c->stride[skip + 1][0], c->stride[skip + 1][1], c->stride[skip + 1][2]}, {0, 0, 0}, {0, 0, 0}};
-        vp_tensor *din = vp_tensor_new(5, u->tin[d]->shape);
-        int e = vp_nn_concat_bwd(dh, parts, 2) ||
+        vp_tensor *din = vp_tpool_get(&m->pool, u->tin[d]->shape);
+        int e = vp_tr_concat_bwd(m, dh, parts, 2) ||
                 gr->conv_transpose3d_bwd_weight(u->tin[d], dup, &p, vp_tr_g(m, u->tw[d]), vp_tr_gn(m, u->tb[d])) ||
                 gr->conv_transpose3d_bwd_data(dup, vp_tr_w(m, u->tw[d]), &p, din);
-        vp_tensor_free(&dup);
-        vp_tensor_free(&dh);
+        vp_tpool_put(&m->pool, &dup);
+        vp_tpool_put(&m->pool, &dh);
         dh = din;
         if (e) goto out;
     }
     /* dh: gradient of the bottleneck output (encoder stage S-1) */
     for (int s = S - 1; s >= 0; s--) {
-        if (s < S - 1 && vp_nn_accumulate(dh, dskip[s])) goto out;
+        if (s < S - 1 && vp_tr_accumulate(m, dh, dskip[s])) goto out;
         for (int j = c->n_conv[s] - 1; j >= 0; j--)
             if (block_bwd(m, gr, &u->enc[s][j], &dh, s > 0 || j > 0)) goto out;
     }
     rc = 0;
 out:
-    for (int s = 0; s < VP_UNET_MAXSTAGE; s++) vp_tensor_free(&dskip[s]);
-    vp_tensor_free(&dh), vp_tensor_free(&dseg);
+    for (int s = 0; s < VP_UNET_MAXSTAGE; s++) vp_tpool_put(&m->pool, &dskip[s]);
+    vp_tpool_put(&m->pool, &dh), vp_tpool_put(&m->pool, &dseg);
     return rc;
 }

@@ -15,6 +15,7 @@ struct vp_tcuda {
     vp_loss_scaler sc;
     vp_loss_cfg lc;
     int nccl; /* 1: gradients all-reduced on the device */
+    int bound; /* 1: the model's steps run on the device (vp_trainable_bind_device) */
 };
 
 static const char *const maths[] = {"f32", "tf32", "f16", "bf16"};
@@ -90,6 +91,17 @@ int vp_tcuda_open(const char *spec, vp_dist *d, vp_trainable *m, const vp_optim_
         vp_tcuda_free(&t, d);
         return vp_cuda_exit_code(VP_ERR_DEVICE);
     }
+    /* the device tape: activations, gradients and weights stay on the device (the host copies of
+     * the gradients are then stale: only with one rank or NCCL; VP_TRAIN_STAGED=1 keeps the
+     * per-op host staging, for comparisons) */
+    const char *staged = getenv("VP_TRAIN_STAGED");
+    if ((d->size == 1 || t->nccl) && !(staged && !strcmp(staged, "1"))) {
+        if (vp_trainable_bind_device(m, b, vp_cuda_opt_dev_params(t->opt), vp_cuda_opt_dev_grads(t->opt))) {
+            vp_tcuda_free(&t, d);
+            return vp_cuda_exit_code(VP_ERR_DEVICE);
+        }
+        t->bound = 1;
+    }
     char desc[256];
     vp_info("training on %s (%s)%s%s", b->name, vp_cuda_describe((int)ord, desc, sizeof desc),
             t->sc.enabled ? ", f16 with dynamic loss scaling" : "", t->nccl ? ", gradients all-reduced with NCCL" : "");
@@ -109,7 +121,7 @@ int vp_tcuda_reduces_on_device(const vp_tcuda *t) { return t->nccl; }
 
 int vp_tcuda_step(vp_tcuda *t, vp_dist *d, const float *g, int64_t n, float lr, double *gnorm, int *skipped, const char *what)
 {
-    if (vp_cuda_opt_upload_grads(t->opt, g)) return -1;
+    if (!t->bound && vp_cuda_opt_upload_grads(t->opt, g)) return -1; /* bound: they are there */
 #ifdef VP_HAVE_NCCL
     /* the upload has arrived (vp_cuda_h2d is synchronous); NCCL runs on its own stream, polled */
     if (t->nccl && vp_dist_nccl_allreduce_mean(d, vp_cuda_opt_dev_grads(t->opt), n, what)) return -2;
@@ -119,15 +131,16 @@ int vp_tcuda_step(vp_tcuda *t, vp_dist *d, const float *g, int64_t n, float lr, 
     (void)n;
     int64_t np;
     float *p = vp_trainable_flat_params(t->m, &np);
-    return vp_cuda_opt_step(t->opt, lr, &t->sc, p, gnorm, skipped);
+    return vp_cuda_opt_step(t->opt, lr, &t->sc, t->bound ? NULL : p, gnorm, skipped);
 }
 
-int vp_tcuda_sync(vp_tcuda *t) { return vp_cuda_opt_download(t->opt, NULL); }
+int vp_tcuda_sync(vp_tcuda *t) { return vp_cuda_opt_download(t->opt, t->bound ? vp_trainable_flat_params(t->m, NULL) : NULL); }
 
 void vp_tcuda_free(vp_tcuda **tp, vp_dist *d)
 {
     vp_tcuda *t = *tp;
     if (!t) return;
+    if (t->bound) vp_trainable_bind_device(t->m, NULL, NULL, NULL); /* its views point into opt */
     vp_cuda_opt_free(&t->opt);
 #ifdef VP_HAVE_NCCL
     if (t->nccl) vp_dist_nccl_finalize(d);
@@ -136,3 +149,7 @@ void vp_tcuda_free(vp_tcuda **tp, vp_dist *d)
     free(t);
     *tp = NULL;
 }
+
+/* ---- the loss scaler in checkpoints (issue 7, H5) */
+
+vp_loss_scaler *vp_tcuda_scaler(vp_tcuda *t) { return t ? &t->sc : NULL; }

@@ -54,4 +54,8 @@ int vp_tcuda_sync(vp_tcuda *t);
 
 void vp_tcuda_free(vp_tcuda **t, vp_dist *d);
 
+/* The loss scaler of the GPU path (scale, growth tracker, ...; enabled only with MATH f16), to save
+ * in a checkpoint and set on resume (lib/trainer_state.c). A pointer into t; NULL when t is NULL. */
+vp_loss_scaler *vp_tcuda_scaler(vp_tcuda *t);
+
 #endif

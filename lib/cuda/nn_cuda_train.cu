@@ -206,8 +206,58 @@ extern "C" int vp_cuda_opt_step(vp_cuda_opt *o, float lr, vp_loss_scaler *sc, fl
                                                           cf->nesterov, steps == 1, -lr);
         }
         LAUNCH_CHECK();
-        if (scaling && ++sc->tracker >= sc->interval) sc->scale *= sc->growth, sc->tracker = 0;
+        if (scaling && ++sc->tracker >= sc->interval) { // GradScaler: never grows past the f32 range to inf
+            if (isfinite(sc->scale * sc->growth)) sc->scale *= sc->growth;
+            sc->tracker = 0;
+        }
         if (params && vp_cuda_d2h(c, params, o->p, (size_t)n * sizeof(float))) return -1;
+    }
+    return 0;
+fail:
+    return -1;
+}
+
+extern "C" float *vp_cuda_opt_dev_params(vp_cuda_opt *o) { return o->p; }
+
+extern "C" int vp_cuda_zero(const vp_nn_backend *be, float *p, int64_t n)
+{
+    vp_cuda_ctx *c = ctx_of(be);
+    CUDA_CHECK(cudaSetDevice(c->dev));
+    CUDA_CHECK(cudaMemsetAsync(p, 0, (size_t)n * sizeof(float), c->stream)); // zero bits: 0.0f
+    return 0;
+fail:
+    return -1;
+}
+
+// dy (N, sum of C_k, D, H, W) into dxs[k] (N, C_k, D, H, W): one strided device copy per part
+// (rows of C_k * S floats in NCDHW, of C_k floats in NDHWC)
+extern "C" int vp_cuda_split_channels(const vp_nn_backend *be, const vp_tensor *dy, vp_tensor *const *dxs, int n)
+{
+    vp_cuda_ctx *c = ctx_of(be);
+    const int l = vp_cuda_tensor_layout(dy);
+    if (dy->device != c->dev + 1 || l < 0) return vp_error("cuda: concat backward: dy is not a device tensor of %s", be->name);
+    const int64_t N = dy->shape[0], Ct = dy->shape[1], S = dy->shape[2] * dy->shape[3] * dy->shape[4];
+    int64_t off = 0;
+    for (int k = 0; k < n; k++) {
+        const vp_tensor *x = dxs[k];
+        const int64_t ck = x->shape[1];
+        if (x->device != dy->device || vp_cuda_tensor_layout(x) != l || x->shape[0] != N ||
+            x->shape[2] * x->shape[3] * x->shape[4] != S || off + ck > Ct)
+            return vp_error("cuda: concat backward: part %d does not fit dy", k);
+        off += ck;
+    }
+    if (off != Ct) return vp_error("cuda: concat backward: the parts have %lld channels, dy %lld", (long long)off, (long long)Ct);
+    CUDA_CHECK(cudaSetDevice(c->dev));
+    off = 0;
+    for (int k = 0; k < n; k++) {
+        const int64_t ck = dxs[k]->shape[1];
+        if (l == VP_CUDA_NCDHW)
+            CUDA_CHECK(cudaMemcpy2DAsync(dxs[k]->data, (size_t)(ck * S) * sizeof(float), dy->data + off * S, (size_t)(Ct * S) * sizeof(float),
+                                         (size_t)(ck * S) * sizeof(float), (size_t)N, cudaMemcpyDeviceToDevice, c->stream));
+        else
+            CUDA_CHECK(cudaMemcpy2DAsync(dxs[k]->data, (size_t)ck * sizeof(float), dy->data + off, (size_t)Ct * sizeof(float),
+                                         (size_t)ck * sizeof(float), (size_t)(N * S), cudaMemcpyDeviceToDevice, c->stream));
+        off += ck;
     }
     return 0;
 fail:

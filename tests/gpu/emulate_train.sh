@@ -13,13 +13,22 @@
 #      --backend cuda against --backend cpu on synthetic cases: checkpoints (weights, optimizer
 #      state, metadata) equal within float reassociation, in the same format, --resume of a
 #      device run continues it, and bad --backend names are usage errors (exit 2, nothing written);
-#   3. device memory: the emulated runtime counts the allocations alive at exit; the test program
+#   1b. tests/gpu/test_cuda_tape.c: the device tape (vp_trainable_bind_device: activations,
+#      gradients and weights on the device) against the CPU path and the staged GPU path, 3 steps
+#      of both networks within 1e-4 relative; the host<->device copies of a step, counted by the
+#      emulated runtime (every cudaMemcpyAsync of lib/cuda goes through EMU_CNT_MEMCPY here): the
+#      batch and the logits' gradients up, the logits down, nothing per layer;
+#   3. device memory: the emulated runtime counts the allocations alive at exit; the test programs
 #      must end with as many as a run that only creates the backend (its lasting scratch and
 #      pinned buffers), and the trainer programs with as many as that too.
+# The trainer programs train on the device tape by default; part 2 also runs them with
+# VP_TRAIN_STAGED=1 (the per-op host staging of before) and compares the checkpoints.
 # Proves the logic (indexing, staging, update formulas, scaler rules, file format) on any machine;
 # cuDNN, f16/bf16 numerics, NCCL and speed are for tests/gpu/check_train.sh on a GPU.
 #   usage: tests/gpu/emulate_train.sh        exit 0 all pass, 1 a failure
 #   env:   EMU_SAN=1  the same under AddressSanitizer + UndefinedBehaviorSanitizer (needs build-san/)
+#          EMU_ONLY=engine|tape|programs  one part alone (1, 1b, 2; the leak counts go with them)
+#          EMU_TAPE_ARGS="--only unet --layout ndhwc"  arguments of test_cuda_tape (part 1b)
 #          PY         python with numpy (default .venv/bin/python)
 # Needs build/ (make) for the library objects and CUDA's headers. About 8 minutes on 2 busy cores.
 set -u
@@ -36,10 +45,24 @@ CXX=${CXX:-g++}
 FL=(-std=c++20 -pthread -O1 -g -w "${SAN[@]}" -Ilib -Ilib/cuda -Itests/gpu/emu -I"$CUDA_HOME/include" -I/usr/include/nifti)
 CF=(-std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Wno-unused-parameter "${SAN[@]}" -Ilib -I/usr/include/nifti -DVP_HAVE_CUDA)
 LDLIBS=$(make -s SAN=$SANMAKE print-ldlibs)
+# host<->device copy counters: every cudaMemcpyAsync of the emulated files is counted by kind
+cat >"$B/emu_count.h" <<'HDR'
+#pragma once
+#include <stddef.h>
+extern "C" long long vp_emu_copy_calls[4], vp_emu_copy_bytes[4];
+static inline void emu_note_copy(int kind, size_t n)
+{
+    if (kind >= 0 && kind < 4) vp_emu_copy_calls[kind]++, vp_emu_copy_bytes[kind] += (long long)n;
+}
+#define EMU_CNT_MEMCPY(d, s, n, k, st) (emu_note_copy((int)(k), (size_t)(n)), cudaMemcpyAsync(d, s, n, k, st))
+HDR
+printf 'extern "C" { long long vp_emu_copy_calls[4], vp_emu_copy_bytes[4]; }\n' >"$B/emu_count.cc"
 for f in nn_cuda nn_cuda_mem nn_cuda_ops nn_cuda_grad nn_cuda_segresnet nn_cuda_sliding nn_cuda_kernels nn_cuda_kernels_grad nn_cuda_train; do
-    python3 tests/gpu/emu/prep.py "lib/cuda/$f.cu" emu_rt.h >"$B/$f.cc" && "$CXX" "${FL[@]}" -c -o "$B/$f.o" "$B/$f.cc" || exit 1
+    python3 tests/gpu/emu/prep.py "lib/cuda/$f.cu" emu_rt.h | sed 's/\bcudaMemcpyAsync(/EMU_CNT_MEMCPY(/g' >"$B/$f.cc" &&
+        "$CXX" "${FL[@]}" -include "$B/emu_count.h" -c -o "$B/$f.o" "$B/$f.cc" || exit 1
 done
 "$CXX" "${FL[@]}" -c -o "$B/emu_rt.o" tests/gpu/emu/emu_rt.cc || exit 1
+"$CXX" "${FL[@]}" -c -o "$B/emu_count.o" "$B/emu_count.cc" || exit 1
 rm -f "$B/libnostub.a"
 ar rcs "$B/libnostub.a" "$LIBB"/lib/*.o
 link() { # output, C sources...
@@ -50,9 +73,10 @@ link() { # output, C sources...
         objs+=("$B/$(basename "$s" .c).o")
     done
     # shellcheck disable=SC2086 # the link line is meant to split into words
-    "$CXX" -pthread "${SAN[@]}" -o "$out" "${objs[@]}" "$B"/nn_cuda*.o "$B/emu_rt.o" "$B/libnostub.a" $LDLIBS
+    "$CXX" -pthread "${SAN[@]}" -o "$out" "${objs[@]}" "$B"/nn_cuda*.o "$B/emu_rt.o" "$B/emu_count.o" "$B/libnostub.a" $LDLIBS
 }
 link "$B/test_cuda_train" tests/gpu/test_cuda_train.c || exit 1
+link "$B/test_cuda_tape" tests/gpu/test_cuda_tape.c || exit 1
 link "$B/train-unet" trainers/train-unet.c || exit 1
 link "$B/train-ressegnet" trainers/train-ressegnet.c || exit 1
 
@@ -60,15 +84,25 @@ rc=0
 fail() { echo "FAIL: $*"; rc=1; }
 live() { sed -n 's/^emu: \([0-9]*\) device allocations live.*/\1/p' "$1"; }
 
-# ---- 1. the engine: parity, scaler, restart, round trip
+part() { [ -z "${EMU_ONLY:-}" ] || [ "$EMU_ONLY" = "$1" ]; }
 "$B/test_cuda_train" --baseline 2>"$B/base.err" || fail "baseline run (exit $?): $(tail -3 "$B/base.err")"
 base=$(live "$B/base.err")
-out=$("$B/test_cuda_train" 2>"$B/train.err"); e=$?
-printf '%s\n' "$out"
-[ $e -eq 0 ] || { fail "test_cuda_train exit $e"; tail -5 "$B/train.err"; }
-n=$(live "$B/train.err")
-if [ -n "$base" ] && [ "$n" = "$base" ]; then echo "ok device memory: $n allocations alive at exit, as the backend alone ($base): no leak"
-else fail "device memory: $n allocations alive at exit, the backend alone leaves ${base:-?}"; fi
+engine() { # program name [args]: run, print, check the exit and the allocations alive at exit
+    local prog=$1 out e n
+    shift
+    out=$("$B/$prog" "$@" 2>"$B/$prog.err"); e=$?
+    printf '%s\n' "$out"
+    [ $e -eq 0 ] || { fail "$prog exit $e"; tail -5 "$B/$prog.err"; }
+    n=$(live "$B/$prog.err")
+    if [ -n "$base" ] && [ "$n" = "$base" ]; then echo "ok $prog device memory: $n allocations alive at exit, as the backend alone ($base): no leak"
+    else fail "$prog device memory: $n allocations alive at exit, the backend alone leaves ${base:-?}"; fi
+}
+# ---- 1. the engine: parity, scaler, restart, round trip
+part engine && engine test_cuda_train
+# ---- 1b. the device tape: parity with the CPU and the staged path, host<->device copies per step
+# shellcheck disable=SC2086 # EMU_TAPE_ARGS is meant to split into words
+part tape && engine test_cuda_tape ${EMU_TAPE_ARGS:-}
+part programs || { echo "emulate_train: $([ $rc -eq 0 ] && echo PASS || echo FAIL)"; exit $rc; }
 
 # ---- 2. the programs: --backend cuda vs cpu, same files, resume
 T=$B/prog
@@ -88,6 +122,10 @@ for arch in unet ressegnet; do
     prog "$arch-cuda" "$B/train-$arch" -i "$T/syn.vxp" -o "$T/$arch-cuda" --epochs 2 "${A[@]}" --backend cuda:0:f32
     prog "$arch-cuda-2" "$B/train-$arch" -i "$T/syn.vxp" -o "$T/$arch-cuda2" --epochs 2 "${A[@]}" --backend cuda:0:f32
     prog "$arch-cpu-2" "$B/train-$arch" -i "$T/syn.vxp" -o "$T/$arch-cpu2" --epochs 2 "${A[@]}"
+    VP_TRAIN_STAGED=1 prog "$arch-staged" "$B/train-$arch" -i "$T/syn.vxp" -o "$T/$arch-staged" --epochs 2 "${A[@]}" --backend cuda:0:f32
+    if o=$(CHECK cmp "$T/$arch-cuda/last.optim.safetensors" "$T/$arch-staged/last.optim.safetensors" --rtol 1e-4 --atol 1e-6); then
+        echo "ok train-$arch --backend cuda, device tape vs VP_TRAIN_STAGED=1 (host staging), 2 epochs: $o$(cmp -s "$T/$arch-cuda/last.optim.safetensors" "$T/$arch-staged/last.optim.safetensors" && echo ', same bytes')"
+    else fail "train-$arch device tape vs staged: $o"; fi
     n=$(live "$T/$arch-cuda.err")
     if [ "$n" = "$base" ]; then echo "ok train-$arch --backend cuda: $n device allocations alive at exit, as the backend alone"
     else fail "train-$arch --backend cuda: $n device allocations alive at exit (backend alone: $base)"; fi

@@ -333,7 +333,9 @@ static double now_s(void)
 static int cmp_d(const void *a, const void *b) { return (*(const double *)a > *(const double *)b) - (*(const double *)a < *(const double *)b); }
 
 /* seconds per iteration (median of reps after 2 warm-up steps): forward + loss + backward + step,
- * the configurations of bench/bench_nn_train.c and tests/gpu/bench_train_torch.py */
+ * the configurations of bench/bench_nn_train.c and tests/gpu/bench_train_torch.py; on the device
+ * tape (vp_trainable_bind_device) as the trainers run, or with VP_TRAIN_STAGED=1 the per-op host
+ * staging of before (gradients uploaded, weights downloaded each step) */
 static void bench(const char *arch, int f, int size, int batchn, int reps)
 {
     const int k = 3;
@@ -358,6 +360,9 @@ static void bench(const char *arch, int f, int size, int batchn, int reps)
     vp_optim *oh = vp_optim_new(&oc, n);
     vp_cuda_opt *o = vp_cuda_opt_new(be, &oc, oh, P, n);
     vp_loss_scaler ls = vp_loss_scaler_default(!strcmp(vp_cuda_math_name(be), "f16"));
+    const char *staged = getenv("VP_TRAIN_STAGED");
+    const int bound = !(staged && !strcmp(staged, "1"));
+    if (o && bound && vp_trainable_bind_device(m, be, vp_cuda_opt_dev_params(o), vp_cuda_opt_dev_grads(o))) exit(vp_cuda_exit_code(1));
     double t[64];
     if (reps > 62) reps = 62;
     if (reps < 1) reps = 1;
@@ -365,16 +370,16 @@ static void bench(const char *arch, int f, int size, int batchn, int reps)
         double t0 = now_s(), loss;
         vp_loss_cfg l2 = lc;
         l2.grad_scale = ls.enabled ? ls.scale : 0;
-        if (!o || vp_train_step_grads(m, be, b.x, b.t, &l2, &loss) || vp_cuda_opt_upload_grads(o, vp_trainable_flat_grads(m, NULL)) ||
-            vp_cuda_opt_step(o, 1e-4f, &ls, P, NULL, NULL))
+        if (!o || vp_train_step_grads(m, be, b.x, b.t, &l2, &loss) ||
+            (!bound && vp_cuda_opt_upload_grads(o, vp_trainable_flat_grads(m, NULL))) || vp_cuda_opt_step(o, 1e-4f, &ls, bound ? NULL : P, NULL, NULL))
             exit(vp_cuda_exit_code(1));
         if (i >= 2) t[i - 2] = now_s() - t0;
     }
     qsort(t, (size_t)reps, sizeof *t, cmp_d);
     printf("%.5f %.1f\n", t[reps / 2], vp_cuda_peak_bytes(0, 0) / 1048576.0);
+    vp_trainable_free(&m); /* before o: a bound model's views point into o's buffers */
     vp_cuda_opt_free(&o);
     vp_optim_free(&oh);
-    vp_trainable_free(&m);
     vp_tensor_free(&b.x), free(b.t);
 }
 

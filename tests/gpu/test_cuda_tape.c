@@ -1,0 +1,231 @@
+/* test_cuda_tape.c - the device tape (vp_trainable_bind_device, nn_train.h): a model whose step
+ * keeps activations, gradients and weights on the device, against the CPU path and against the
+ * staged GPU path (the CUDA ops on host tensors, gradients uploaded, vp_cuda_opt_step), on a GPU
+ * (tests/gpu/check_train_tape.sh) or on the CPU emulation (tests/gpu/emulate_train.sh):
+ *   parity  a small SegResNet (AdamW, DiceCE) and a small PlainConvUNet (anisotropic strides, deep
+ *           supervision, SGD nesterov with clipping that bites), 3 steps on one batch: loss, every
+ *           gradient tensor and every weight tensor after each step within --tol (default 1e-4)
+ *           relative per tensor of the CPU's and of the staged path's; the inference forward of
+ *           the bound model returns host logits equal to the staged one's within --tol;
+ *   copies  (emulation only: the emulated runtime counts host<->device copies by kind) a tape step
+ *           copies up only the batch and each used output's logit gradient, down only the logits,
+ *           at most 1 + outputs copies each way whatever the depth, while the staged step copies
+ *           many times that; the optimizer step copies down only the norm partials;
+ *   arena   the device arena serves the 2nd and 3rd steps without a new allocation.
+ * --layout ncdhw|ndhwc sets VP_TRAIN_LAYOUT (the device activations' layout; default NCDHW;
+ * ndhwc fails so far: the forward's shape checks refuse channels-last activations).
+ * Exit: 0 all pass, 1 a check failed, 4 no CUDA backend. One line per check ("ok ..." / "FAIL ..."). */
+#include "nn_cuda.h"
+#include "nn_cuda_train.h"
+#include "nn_train_int.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* the emulated runtime's copy counters (tests/gpu/emulate_train.sh), indexed by cudaMemcpyKind
+ * (1 host to device, 2 device to host); absent (NULL) on a real GPU */
+extern long long vp_emu_copy_calls[4] __attribute__((weak));
+extern long long vp_emu_copy_bytes[4] __attribute__((weak));
+
+static const vp_nn_backend *be;
+static double tol = 1e-4;
+static const char *only;
+static int n_pass, n_fail;
+
+static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void check(int ok, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("%s ", ok ? "ok" : "FAIL");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    ok ? n_pass++ : n_fail++;
+}
+
+static double maxabs(const float *a, int64_t n)
+{
+    double m = 0;
+    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i]));
+    return m;
+}
+
+/* worst per-tensor max |a - b| / max(max |b|, floor) over the model's tensors; NaN counts as worst */
+static double worst_rel(vp_trainable *m, const float *a, const float *b, double floor, const char **where)
+{
+    double worst = 0;
+    for (int i = 0; i < m->np; i++) {
+        int64_t off = m->off[i], n = vp_tensor_numel(&m->params[i].w);
+        double d = 0, r = fmax(maxabs(b + off, n), floor);
+        for (int64_t k = 0; k < n; k++) d = fmax(d, fabs((double)a[off + k] - b[off + k]));
+        if (!(d / r <= worst)) worst = d / r, *where = m->params[i].name;
+    }
+    return worst;
+}
+
+typedef struct batch {
+    vp_tensor *x;
+    int32_t *t;
+} batch;
+
+static batch make_batch(int64_t N, int d, int h, int w, int classes)
+{
+    batch b = {vp_tensor_new5(N, 1, d, h, w), NULL};
+    const int64_t V = N * d * h * w;
+    b.t = vp_malloc((size_t)V * sizeof *b.t);
+    uint64_t s = 0x9e3779b97f4a7c15ull;
+    for (int64_t i = 0; i < V; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        const int64_t z = (i / (h * w)) % d, y = (i / w) % h;
+        const float v = (float)(s >> 40) / 16777216.0f * 0.5f + (float)(z + y) / (float)(d + h);
+        b.x->data[i] = v * 2.0f - 1.0f;
+        b.t[i] = (int32_t)(v * classes) % classes;
+    }
+    return b;
+}
+
+typedef struct copies {
+    long long up, down, up_bytes, down_bytes;
+} copies;
+
+static copies count(void)
+{
+    copies c = {0, 0, 0, 0};
+    if (vp_emu_copy_calls) c = (copies){vp_emu_copy_calls[1], vp_emu_copy_calls[2], vp_emu_copy_bytes[1], vp_emu_copy_bytes[2]};
+    return c;
+}
+static copies since(copies a) { copies b = count(); return (copies){b.up - a.up, b.down - a.down, b.up_bytes - a.up_bytes, b.down_bytes - a.down_bytes}; }
+
+static void die(const char *what)
+{
+    fprintf(stderr, "test_cuda_tape: %s failed\n", what);
+    exit(vp_cuda_exit_code(1));
+}
+
+/* 3 steps of the CPU path (mc), the staged GPU path (ms) and the device tape (mt); maxout: the
+ * network's outputs (deep supervision heads included) */
+static void run(const char *name, vp_trainable *mc, vp_trainable *ms, vp_trainable *mt, const vp_optim_cfg *oc,
+                const vp_loss_cfg *lc, const batch *b, int maxout, float lr)
+{
+    int64_t n;
+    float *Pc = vp_trainable_flat_params(mc, &n), *Ps = vp_trainable_flat_params(ms, NULL);
+    float *Gc = vp_trainable_flat_grads(mc, NULL), *Gs = vp_trainable_flat_grads(ms, NULL);
+    vp_optim *ocpu = vp_optim_new(oc, n), *os = vp_optim_new(oc, n), *ot = vp_optim_new(oc, n);
+    vp_cuda_opt *opt_s = vp_cuda_opt_new(be, oc, os, Ps, n), *opt_t = vp_cuda_opt_new(be, oc, ot, vp_trainable_flat_params(mt, NULL), n);
+    if (!opt_s || !opt_t) die("vp_cuda_opt_new");
+    if (vp_trainable_bind_device(mt, be, vp_cuda_opt_dev_params(opt_t), vp_cuda_opt_dev_grads(opt_t))) die("bind");
+    float *Gt = vp_malloc((size_t)n * sizeof *Gt), *Pt = vp_malloc((size_t)n * sizeof *Pt);
+    const char *where = "";
+    /* the most the loss can move each way: maxout outputs of at most the input's resolution */
+    const int64_t logit_bytes = maxout * vp_tensor_numel(b->x) * mc->classes * 4;
+    int64_t allocs = 0;
+    for (int s = 0; s < 3; s++) {
+        double lcpu, ls, lt, ncpu, ns, nt;
+        if (vp_train_step_grads(mc, vp_nn_backend_cpu(), b->x, b->t, lc, &lcpu)) die("cpu step");
+        copies c0 = count();
+        if (vp_train_step_grads(ms, be, b->x, b->t, lc, &ls)) die("staged step");
+        copies cs = since(c0);
+        c0 = count();
+        if (vp_train_step_grads(mt, be, b->x, b->t, lc, &lt)) die("tape step");
+        copies ct = since(c0);
+        if (s == 1) allocs = mt->pool.allocs;
+        if (s == 2) check(mt->pool.allocs == allocs, "%s step %d: the device arena allocated %lld buffers (0 wanted)", name, s,
+                          (long long)(mt->pool.allocs - allocs));
+        check(fabs(lt - lcpu) <= tol * fabs(lcpu) && fabs(lt - ls) <= tol * fabs(ls), "%s step %d: loss tape %.9g staged %.9g cpu %.9g",
+              name, s, lt, ls, lcpu);
+        if (vp_cuda_opt_download_grads(opt_t, Gt)) die("download grads");
+        double g1 = worst_rel(mc, Gt, Gc, 1e-3 * maxabs(Gc, n), &where);
+        check(g1 <= tol, "%s step %d: tape gradients vs cpu max rel %.3g (%s)", name, s, g1, where);
+        double g2 = worst_rel(mc, Gt, Gs, 1e-3 * maxabs(Gs, n), &where);
+        check(g2 <= tol, "%s step %d: tape gradients vs staged max rel %.3g (%s)%s", name, s, g2, where,
+              memcmp(Gt, Gs, (size_t)n * sizeof *Gt) ? "" : ", bit-identical");
+        if (vp_emu_copy_calls) {
+            const int64_t xb = vp_tensor_numel(b->x) * 4;
+            check(ct.up <= 1 + maxout && ct.down <= maxout && ct.up_bytes <= xb + logit_bytes && ct.down_bytes <= logit_bytes,
+                  "%s step %d: tape step copies %lld up (%lld bytes; batch %lld + logits <= %lld), %lld down (%lld bytes)", name, s,
+                  ct.up, ct.up_bytes, (long long)xb, (long long)logit_bytes, ct.down, ct.down_bytes);
+            check(cs.up > 4 * ct.up && cs.down > 4 * ct.down, "%s step %d: the staged step copies %lld up, %lld down (the counter sees them)",
+                  name, s, cs.up, cs.down);
+        }
+        if (vp_optim_step(ocpu, Pc, Gc, n, lr, &ncpu)) die("cpu optimizer");
+        if (vp_cuda_opt_upload_grads(opt_s, Gs) || vp_cuda_opt_step(opt_s, lr, NULL, Ps, &ns, NULL)) die("staged optimizer");
+        c0 = count();
+        if (vp_cuda_opt_step(opt_t, lr, NULL, NULL, &nt, NULL)) die("tape optimizer");
+        copies co = since(c0);
+        if (vp_emu_copy_calls)
+            check(co.up == 0 && co.down <= 1, "%s step %d: the optimizer step copies %lld up, %lld down (the norm partials)", name, s,
+                  co.up, co.down);
+        check(fabs(nt - ncpu) <= tol * ncpu && fabs(nt - ns) <= tol * ns, "%s step %d: gradient norm tape %.9g staged %.9g cpu %.9g%s",
+              name, s, nt, ns, ncpu, oc->clip_norm > 0 && ncpu > oc->clip_norm ? " (clipped)" : "");
+        if (vp_cuda_opt_download(opt_t, Pt)) die("download weights");
+        double w1 = worst_rel(mc, Pt, Pc, 1e-3 * maxabs(Pc, n), &where);
+        double w2 = worst_rel(mc, Pt, Ps, 1e-3 * maxabs(Ps, n), &where);
+        check(w1 <= tol && w2 <= tol, "%s step %d: weights after the update, tape vs cpu max rel %.3g, vs staged %.3g%s", name, s, w1,
+              w2, memcmp(Pt, Ps, (size_t)n * sizeof *Pt) ? "" : " (bit-identical to staged)");
+    }
+    /* inference forward of the bound model: host logits, as the staged model's */
+    vp_tensor *yt = NULL, *ys = NULL;
+    if (vp_trainable_forward(mt, be, b->x, &yt) || vp_trainable_forward(ms, be, b->x, &ys)) die("forward");
+    const int64_t ny = vp_tensor_numel(ys);
+    double d = 0;
+    for (int64_t i = 0; i < ny; i++) d = fmax(d, fabs((double)yt->data[i] - ys->data[i]));
+    check(yt->device == 0 && vp_tensor_same_shape(yt, ys) && d <= tol * fmax(maxabs(ys->data, ny), 1e-6),
+          "%s: forward of the bound model: host logits, max |tape - staged| %.3g", name, d);
+    vp_tensor_free(&yt), vp_tensor_free(&ys);
+    if (vp_trainable_bind_device(mt, NULL, NULL, NULL)) die("unbind");
+    check(mt->pool.n == 0 && mt->pool.bytes == 0, "%s: unbinding releases the device arena (%d buffers left)", name, mt->pool.n);
+    vp_cuda_opt_free(&opt_s), vp_cuda_opt_free(&opt_t);
+    vp_optim_free(&ocpu), vp_optim_free(&os), vp_optim_free(&ot);
+    free(Gt), free(Pt);
+}
+
+int main(int argc, char **argv)
+{
+    const char *backend = "cuda:0";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--tol") && i + 1 < argc) tol = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
+        else if (!strcmp(argv[i], "--layout") && i + 1 < argc) setenv("VP_TRAIN_LAYOUT", argv[++i], 1);
+        else return fprintf(stderr, "usage: test_cuda_tape [--tol T] [--only segresnet|unet] [--backend cuda:N:MATH] [--layout ncdhw|ndhwc]\n"), 2;
+    }
+    if (!(be = vp_nn_backend_get(backend))) return 4;
+    if (!vp_emu_copy_calls) printf("test_cuda_tape: copy counts skipped (not the emulated runtime)\n");
+    printf("test_cuda_tape: %s, device activations %s\n", be->name, getenv("VP_TRAIN_LAYOUT") ? getenv("VP_TRAIN_LAYOUT") : "ncdhw");
+    if (!only || !strcmp(only, "segresnet")) {
+        batch b = make_batch(2, 16, 16, 16, 3);
+        vp_segresnet_cfg c = {.in_channels = 1, .out_channels = 3, .init_filters = 8, .norm_groups = 4, .n_down = 2,
+                              .blocks_down = {1, 2}, .n_up = 1, .blocks_up = {1}, .eps = 1e-5f};
+        vp_trainable *mc = vp_trainable_new_segresnet(&c, 7), *ms = vp_trainable_new_segresnet(&c, 7), *mt = vp_trainable_new_segresnet(&c, 7);
+        vp_optim_cfg oc = vp_optim_cfg_default(VP_OPTIM_ADAMW);
+        vp_loss_cfg lc = vp_loss_cfg_default(VP_LOSS_DICECE);
+        run("segresnet adamw", mc, ms, mt, &oc, &lc, &b, 1, 1e-3f);
+        vp_trainable_free(&mc), vp_trainable_free(&ms), vp_trainable_free(&mt);
+        vp_tensor_free(&b.x), free(b.t);
+    }
+    if (!only || !strcmp(only, "unet")) {
+        batch b = make_batch(2, 8, 16, 16, 3);
+        vp_unet_cfg u = {.in_ch = 1, .n_classes = 3, .n_stages = 3, .features = {4, 8, 16}, .conv_bias = 1, .norm_eps = 1e-5f,
+                         .slope = 0.01f, .patch = {8, 16, 16}};
+        for (int s = 0; s < 3; s++) {
+            for (int k = 0; k < 3; k++) u.kernel[s][k] = 3, u.stride[s][k] = s ? 2 : 1;
+            u.n_conv[s] = 2;
+            if (s < 2) u.n_conv_dec[s] = 2;
+        }
+        u.stride[1][0] = 1; /* anisotropic first downsampling (1, 2, 2) */
+        vp_trainable *mc = vp_trainable_new_unet(&u, 9), *ms = vp_trainable_new_unet(&u, 9), *mt = vp_trainable_new_unet(&u, 9);
+        vp_optim_cfg oc = vp_optim_cfg_default(VP_OPTIM_SGD);
+        oc.clip_norm = 0.05f; /* small enough that clipping acts */
+        vp_loss_cfg lc = vp_loss_cfg_default(VP_LOSS_NNUNET_DCCE);
+        run("unet sgd+ds+clip", mc, ms, mt, &oc, &lc, &b, 2, 1e-2f);
+        vp_trainable_free(&mc), vp_trainable_free(&ms), vp_trainable_free(&mt);
+        vp_tensor_free(&b.x), free(b.t);
+    }
+    printf("test_cuda_tape: %d passed, %d failed\n", n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}
