@@ -359,8 +359,9 @@ static int setup(vp_trun *r)
         if (!r->o) e = VP_ERR_USAGE;
     }
     if (!e && st) e = vp_trun_restore(r, st);
-    vp_st_close(&st);
     if (!e && c->backend && strcmp(c->backend, "cpu")) e = vp_tcuda_open(c->backend, &r->dist, r->m, &c->optim, r->o, &r->be, &r->gpu);
+    if (!e) e = vp_trun_scaler_init(r, st);
+    vp_st_close(&st);
     if (e) return e;
     vp_info("%d training case(s) cached (%.1f MiB), %d validation case(s), %d classes, %d channel(s), rank %d of %d",
             r->cache.n, r->cache.bytes / 1048576.0, r->nval, r->classes, r->in_ch, r->dist.rank, r->dist.size);
@@ -379,6 +380,7 @@ int vp_trainer_run(const vp_trainer_cfg *cfg)
     vp_rng_seed(&r.rng, cfg->seed ^ 0x5a4d504c45ull); /* the sampler's stream; the model init uses seed itself */
     vp_tcache_init(&r.cache, (size_t)(cfg->cache_mb * 1048576.0));
     if (vp_dist_init(&r.dist, cfg->rank_timeout)) return VP_ERR_USAGE;
+    r.dist.deterministic = cfg->deterministic;
     if (cfg->backend && vp_tcuda_check_spec(cfg->backend, &r.dist)) {
         vp_dist_finalize(&r.dist);
         return VP_ERR_USAGE;

@@ -8,8 +8,11 @@
  *   best.safetensors        the model of the best mean validation Dice so far
  *   last.optim.safetensors  the training state: "params" (the flat weights), the optimizer state
  *                           arrays, and __metadata__ voxpipe.train.* (epoch, iteration, generator
- *                           state, cases consumed, history); --resume continues from it alone, so a
- *                           kill between two renames cannot pair weights with another state
+ *                           state, cases consumed, history; for a --backend cuda:...:f16 run the
+ *                           loss scaler: voxpipe.train.loss_scale, _growth, _backoff, _interval,
+ *                           _tracker, restored on resume; older files without them resume with
+ *                           the defaults); --resume continues from it alone, so a kill between two
+ *                           renames cannot pair weights with another state
  *   curves.svg              loss per epoch and mean validation Dice
  *
  * Ownership: vp_trainer_run() owns everything it allocates and frees it before returning; the

@@ -21,6 +21,7 @@ typedef struct vp_dist {
     int rank, size;
     int mpi;                        /* 1 when MPI was initialised */
     double timeout_s;               /* per collective */
+    int deterministic;              /* --deterministic: set by the caller after vp_dist_init (NCCL reads it) */
     volatile sig_atomic_t *stop;    /* a signal flag polled while waiting (may be NULL) */
 } vp_dist;
 
@@ -44,10 +45,25 @@ _Noreturn void vp_dist_abort(vp_dist *d, int code);
 void vp_dist_finalize(vp_dist *d);
 
 #ifdef VP_HAVE_NCCL
-/* ---- NCCL (GPU ranks; needs VP_HAVE_MPI for the bootstrap). UNTESTED here: no multi-GPU machine.
+/* ---- NCCL (GPU ranks; needs VP_HAVE_MPI for the bootstrap). Never run on several GPUs yet.
  * vp_dist_nccl_init: rank 0 creates the unique id, MPI_Bcast sends it, each rank uses GPU
- * (local rank % visible devices). vp_dist_nccl_allreduce_mean: ncclAllReduce(ncclAvg) in place on
- * a device buffer, polled with the same timeout (ncclCommAbort on expiry). 0, or -1 after vp_error(). */
+ * (local rank % visible devices); the communicator is made non-blocking and polled: a rank that
+ * never joins makes the others stop (ncclCommAbort, error) after timeout_s.
+ * vp_dist_nccl_allreduce_mean: ncclAllReduce(ncclAvg) in place on a device buffer, polled with
+ * ncclCommGetAsyncError and the same timeout (ncclCommAbort on an error or on expiry; the caller
+ * then stops every rank with vp_dist_abort). 0, or -1 after vp_error().
+ *
+ * Determinism (d->deterministic, --deterministic): NCCL_ALGO=Ring and NCCL_PROTO=Simple are set
+ * before the communicator is made (only when the user has not set them; -v says which), so the
+ * all-reduce always takes the same ring: each element is summed in the ring's order. NCCL gives
+ * bitwise-reproducible results for a fixed number of ranks on a fixed topology (same GPUs, same
+ * links, same NCCL version and environment) with a fixed algorithm and protocol; that, and only
+ * that, is guaranteed here: two runs on the same machine(s) with the same ranks give the same bytes,
+ * and a killed and resumed run the same weights as an uninterrupted one. NOT guaranteed: the same
+ * bytes with another rank count, another topology or NCCL version (the ring order and chunking
+ * differ), nor the bytes of the CPU/MPI path (whose deterministic mode sums in rank order). The
+ * batch split is the same on every path: each rank draws the whole global batch from the shared
+ * generator and keeps its slice (ranks reading one stream; with "{rank}" in -i they hold other data). */
 int vp_dist_nccl_init(vp_dist *d);
 int vp_dist_nccl_allreduce_mean(vp_dist *d, float *dev_buf, int64_t n, const char *what);
 void vp_dist_nccl_finalize(vp_dist *d);

@@ -60,6 +60,15 @@ int vp_trun_load_state(vp_trun *r, vp_safetensors **st);
 /* Copy "params" and the optimizer arrays from st into r->m and r->o. 0, or VP_ERR_DATA. */
 int vp_trun_restore(vp_trun *r, vp_safetensors *st);
 
+/* After the GPU path is open (r->gpu, or NULL for the CPU), the f16 loss scaler's state (scale,
+ * growth, backoff, interval, growth tracker). Resuming (st not NULL): from st's metadata; a
+ * checkpoint without it (older, or not from an f16 run) leaves the defaults, with a note under -v;
+ * state present but unused (not f16) is checked and ignored. A fresh run (st NULL), or a resumed
+ * one whose checkpoint has no scaler state: VP_LOSS_SCALE="INIT[,INTERVAL]" in the environment
+ * sets GradScaler's init_scale and growth_interval (default 65536, 2000). 0, or VP_ERR_DATA
+ * (malformed state) / VP_ERR_USAGE (malformed VP_LOSS_SCALE) after vp_error(). */
+int vp_trun_scaler_init(vp_trun *r, vp_safetensors *st);
+
 /* Validate on r->val (rank 0) as cfg->val_mode says (lib/trainer_val.c): Dice per class, logged;
  * returns the mean over classes (NaN when no class could be scored), or -2 after vp_error() when
  * the forward failed. */

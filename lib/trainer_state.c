@@ -34,7 +34,7 @@ void vp_trun_log(vp_trun *r, const char *fmt, ...)
 
 /* ---- checkpoints */
 
-#define NMETA 16
+#define NMETA 24
 struct kv {
     int n;
     const char *k[NMETA];
@@ -96,6 +96,14 @@ int vp_trun_save(vp_trun *r, int is_best)
     kv_add(&m, "voxpipe.train.best", "%.17g", r->best);
     kv_add(&m, "voxpipe.train.history", "%s", hist);
     kv_add(&m, "voxpipe.train.world_size", "%d", r->dist.size);
+    const vp_loss_scaler *sc = vp_tcuda_scaler(r->gpu);
+    if (sc && sc->enabled) { /* torch.cuda.amp.GradScaler.state_dict()'s fields */
+        kv_add(&m, "voxpipe.train.loss_scale", "%.9g", sc->scale);
+        kv_add(&m, "voxpipe.train.loss_scale_growth", "%.9g", sc->growth);
+        kv_add(&m, "voxpipe.train.loss_scale_backoff", "%.9g", sc->backoff);
+        kv_add(&m, "voxpipe.train.loss_scale_interval", "%d", sc->interval);
+        kv_add(&m, "voxpipe.train.loss_scale_tracker", "%d", sc->tracker);
+    }
     free(hist);
     dir_path(path, sizeof path, r, "last.optim.safetensors");
     rc = vp_tst_write(path, ns + 1, names, data, len, m.n, m.k, (const char *const *)m.v);
@@ -214,6 +222,79 @@ int vp_trun_restore(vp_trun *r, vp_safetensors *st)
     long long steps;
     if (meta_ll(st, path, "voxpipe.train.optim_steps", 0, &steps)) return VP_ERR_DATA;
     vp_optim_set_step_count(r->o, steps);
+    return 0;
+}
+
+/* ---- the loss scaler (GPU path, MATH f16) */
+
+static int meta_f(const vp_safetensors *st, const char *path, const char *key, double lo, double hi, float *out)
+{
+    const char *s = vp_st_meta(st, key);
+    char *e;
+    if (!s) return vp_error("%s: corrupt training state: no metadata %s (the loss scaler's state is incomplete)", path, key);
+    errno = 0;
+    double v = strtod(s, &e);
+    float f = (float)v;
+    if (e == s || *e || (errno && errno != ERANGE) || !isfinite(f) || !(f >= lo && f <= hi)) /* the float is kept */
+        return vp_error("%s: corrupt training state: metadata %s '%s' (expected %g .. %g)", path, key, s, lo, hi);
+    *out = f;
+    return 0;
+}
+
+/* VP_LOSS_SCALE="INIT[,INTERVAL]": GradScaler(init_scale, growth_interval) for a fresh run */
+static int scaler_env(vp_loss_scaler *sc)
+{
+    const char *s = getenv("VP_LOSS_SCALE");
+    if (!s || !*s) return 0;
+    char *e, *e2 = NULL;
+    double init = strtod(s, &e);
+    long interval = sc ? sc->interval : 1;
+    if (*e == ',') interval = strtol(e + 1, &e2, 10);
+    int bad_interval = e2 ? e2 == e + 1 || *e2 || interval < 1 || interval > 1 << 30 : *e != 0;
+    if (e == s || !((float)init >= 0x1p-126f && (float)init <= 0x1p127f) || bad_interval)
+        return vp_error("VP_LOSS_SCALE '%s': expected INIT[,INTERVAL], INIT a scale in 2^-126 .. 2^127, INTERVAL >= 1", s), VP_ERR_USAGE;
+    if (!sc || !sc->enabled) {
+        vp_debug("VP_LOSS_SCALE ignored: this run has no f16 loss scaling");
+        return 0;
+    }
+    sc->scale = (float)init, sc->interval = (int)interval, sc->tracker = 0;
+    vp_debug("VP_LOSS_SCALE: loss scale %g, growth interval %d", sc->scale, sc->interval);
+    return 0;
+}
+
+int vp_trun_scaler_init(vp_trun *r, vp_safetensors *st)
+{
+    vp_loss_scaler *sc = vp_tcuda_scaler(r->gpu);
+    if (!st) return scaler_env(sc);
+    char path[4200];
+    dir_path(path, sizeof path, r, "last.optim.safetensors");
+    if (!vp_st_meta(st, "voxpipe.train.loss_scale")) {
+        if (sc && sc->enabled)
+            vp_debug("%s: no loss-scaler state (a checkpoint written before it was saved, or not by an f16 run): "
+                     "starting at scale %g, growth tracker 0", path, sc->scale);
+        return scaler_env(sc);
+    }
+    vp_loss_scaler v = vp_loss_scaler_default(1);
+    long long interval, tracker;
+    if (meta_f(st, path, "voxpipe.train.loss_scale", 0x1p-126, 0x1p127, &v.scale) ||
+        meta_f(st, path, "voxpipe.train.loss_scale_growth", 1, 0x1p20, &v.growth) ||
+        meta_f(st, path, "voxpipe.train.loss_scale_backoff", 0x1p-20, 1, &v.backoff) ||
+        meta_ll(st, path, "voxpipe.train.loss_scale_interval", 1, &interval) ||
+        meta_ll(st, path, "voxpipe.train.loss_scale_tracker", 0, &tracker))
+        return VP_ERR_DATA;
+    if (interval > 1 << 30)
+        return vp_error("%s: corrupt training state: metadata voxpipe.train.loss_scale_interval '%lld' (expected 1 .. 2^30)",
+                        path, interval), VP_ERR_DATA;
+    if (tracker >= interval)
+        return vp_error("%s: corrupt training state: loss-scale growth tracker %lld not below its interval %lld", path,
+                        tracker, interval), VP_ERR_DATA;
+    v.interval = (int)interval, v.tracker = (int)tracker;
+    if (!sc || !sc->enabled) {
+        vp_debug("%s: loss-scaler state (scale %g) not used: this run has no f16 loss scaling", path, v.scale);
+        return 0;
+    }
+    *sc = v; /* the checkpoint wins over VP_LOSS_SCALE, as GradScaler.load_state_dict over its arguments */
+    vp_debug("%s: loss scale %g, growth tracker %d of %d restored", path, v.scale, v.tracker, v.interval);
     return 0;
 }
 
