@@ -18,6 +18,7 @@
 #include "nn_cuda.h"
 #include "nn_cuda_train.h"
 #include "nn_train_int.h"
+#include "train_check.h"
 #include "util.h"
 
 #include <math.h>
@@ -34,39 +35,6 @@ extern long long vp_emu_copy_bytes[4] __attribute__((weak));
 static const vp_nn_backend *be;
 static double tol = 1e-4;
 static const char *only;
-static int n_pass, n_fail;
-
-static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s ", ok ? "ok" : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    ok ? n_pass++ : n_fail++;
-}
-
-static double maxabs(const float *a, int64_t n)
-{
-    double m = 0;
-    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i]));
-    return m;
-}
-
-/* worst per-tensor max |a - b| / max(max |b|, floor) over the model's tensors; NaN counts as worst */
-static double worst_rel(vp_trainable *m, const float *a, const float *b, double floor, const char **where)
-{
-    double worst = 0;
-    for (int i = 0; i < m->np; i++) {
-        int64_t off = m->off[i], n = vp_tensor_numel(&m->params[i].w);
-        double d = 0, r = fmax(maxabs(b + off, n), floor);
-        for (int64_t k = 0; k < n; k++) d = fmax(d, fabs((double)a[off + k] - b[off + k]));
-        if (!(d / r <= worst)) worst = d / r, *where = m->params[i].name;
-    }
-    return worst;
-}
 
 typedef struct batch {
     vp_tensor *x;

@@ -25,6 +25,7 @@
 #include "nn_cuda.h"
 #include "nn_cuda_train.h"
 #include "nn_train.h"
+#include "train_check.h"
 #include "util.h"
 
 #include <math.h>
@@ -39,42 +40,7 @@ static const vp_nn_backend *be;
 static double tol = 1e-4;
 static const char *only; /* --only segresnet|unet|scaler: that part alone */
 static int want(const char *part) { return !only || !strcmp(only, part); }
-static int n_pass, n_fail;
 
-static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s ", ok ? "ok" : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    ok ? n_pass++ : n_fail++;
-}
-
-static double maxabs(const float *a, int64_t n)
-{
-    double m = 0;
-    for (int64_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i]));
-    return m;
-}
-
-/* worst per-tensor max |a - b| / max |b| over the model's tensors of the flat buffers a (test) and
- * b (reference); floor: the smallest denominator (absolute scale of the buffer) */
-static double worst_rel(vp_trainable *m, const float *a, const float *b, double floor, const char **where)
-{
-    double worst = 0;
-    const float *base = vp_trainable_flat_params(m, NULL);
-    for (int i = 0; i < vp_trainable_nparams(m); i++) {
-        vp_param *p = vp_trainable_param(m, i);
-        int64_t off = p->w.data - base, n = vp_tensor_numel(&p->w);
-        double d = 0, r = fmax(maxabs(b + off, n), floor);
-        for (int64_t k = 0; k < n; k++) d = fmax(d, fabs((double)a[off + k] - b[off + k]));
-        if (!(d / r <= worst)) worst = d / r, *where = p->name; /* NaN counts as worst */
-    }
-    return worst;
-}
 
 static float urand(uint64_t *s)
 {
