@@ -42,7 +42,12 @@ NGPU=$(nvidia-smi -L | grep -c '^GPU')
 say "gpu train state check on: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1) x $NGPU"
 T0=$(date +%s)
 elapsed() { echo $(($(date +%s) - T0)); }
-if ! timeout 240 make -j"$(nproc)" bin/train-unet >"$LOG/state-build.log" 2>&1; then
+if [ -n "${VP_GPU_PACK:-}" ]; then # the pack's prebuilt programs (tests/gpu/pack.sh): nothing is built on the device
+    # shellcheck source=tests/gpu/pack_env.sh
+    . tests/gpu/pack_env.sh
+    vp_pack_setup || { say "gpu train state check: FAIL: the pack $VP_GPU_PACK cannot be used"; exit 1; }
+    [ -x bin/train-unet ] || { say "gpu train state check: FAIL: bin/train-unet is not in the pack $VP_GPU_PACK"; exit 1; }
+elif ! timeout 240 make -j"$(nproc)" bin/train-unet >"$LOG/state-build.log" 2>&1; then
     say "gpu train state check: FAIL: build (last lines of $LOG/state-build.log):"; tail -20 "$LOG/state-build.log"; exit 1
 fi
 rc=0
