@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "endpoint.h"
 #include "filter.h"
+#include "filter_prefetch.h"
 #include "frame.h"
 #include "nn_infer_cuda.h"
 #include "nn_meta.h"
@@ -31,10 +32,12 @@ static const char *backend = "cpu";
 static long sw_batch = 1;
 static int no_preprocess = 0;
 static int aggregate = 0; /* band, f32, f16 */
+static int prefetch = 0;  /* on, off */
 
 static const char *const blends[] = {"gaussian", "constant", NULL};
 static const char *const pads[] = {"constant", "replicate", NULL};
 static const char *const aggregates[] = {"band", "f32", "f16", NULL};
+static const char *const onoff[] = {"on", "off", NULL};
 
 static const struct vp_opt opts[] = {
     {'i', "in", "ENDPOINT", VP_OPT_STR, &in_spec, "where to read the stream: -, FILE, @tcp://ADDR:PORT, >tcp://HOST:PORT", 0, 0, NULL},
@@ -53,6 +56,7 @@ static const struct vp_opt opts[] = {
     {0, "aggregate", "MODE", VP_OPT_CHOICE, &aggregate, "band (default: bounded memory, same result), f32 (whole volume, as MONAI) or f16 (cuda: an f16 band)", 0, 0, aggregates},
     {0, "backend", "NAME", VP_OPT_STR, &backend, "nn backend: cpu (default), ref (slow reference), cuda, cuda:N or cuda:N:MATH (MATH f32, tf32, f16, bf16; exit 4 without a GPU)", 0, 0, NULL},
     {0, "sw-batch", "N", VP_OPT_INT, &sw_batch, "cuda: windows per forward pass (sw_batch_size, 1..64, default 1; same result); the CPU runs one at a time", 1, 64, NULL},
+    {0, "prefetch", "on|off", VP_OPT_CHOICE, &prefetch, "cuda: read and preprocess the next case while this one runs on the device (default on; same output); the CPU reads one case at a time", 0, 0, onoff},
     {0, NULL, NULL, 0, NULL, NULL, 0, 0, NULL},
 };
 
@@ -101,7 +105,11 @@ static const struct vp_cmd cmd = {
     "MiB) takes the tiled path: it stays on the host and slabs of roi-x rows are uploaded as the\n"
     "windows need them, labels come back band by band -- the same labels, slower; -v says so. Out\n"
     "of device memory even for one batch of windows, no GPU, or a failing CUDA/cuDNN call: a message\n"
-    "naming it on stderr and exit 4, nothing written.",
+    "naming it on stderr and exit 4, nothing written. With --prefetch on (the default for cuda) a\n"
+    "reader thread reads the next case, preprocesses it and stages it in pinned host memory while\n"
+    "the device computes this one (at most one case ahead); the output is the same as with\n"
+    "--prefetch off, and an error in the next case is reported after this case is written, with\n"
+    "the same exit code.",
     opts, 0, 0,
 };
 
@@ -112,6 +120,7 @@ struct ctx {
     const vp_nn_backend *be;
     vp_sw_params sw;
     vp_nn_meta meta;
+    int pin; /* --prefetch on the cuda path: cases read ahead, inputs in pinned memory */
 };
 
 static int predict(void *ctx, const vp_tensor *x, vp_tensor **y)
@@ -163,51 +172,97 @@ static int emit_row(void *ectx, int64_t d, int64_t K, const float *row)
     return 0;
 }
 
-static int step(vp_case *cs, void *vctx)
+/* One case between its CPU part (checks, preprocessing, the network's input tensor, the output
+ * volumes; on the reader thread with --prefetch on) and its inference. */
+struct job {
+    vp_tensor *x;  /* the network's input; pinned host memory when `pinned` (a fast upload) */
+    int pinned;
+    vp_nn_prep prep;
+    struct sink s;
+};
+
+static void job_free(void *vj)
+{
+    struct job *j = vj;
+    if (!j) return;
+    if (j->pinned) vp_cuda_pinned_free(&j->x);
+    else vp_tensor_free(&j->x);
+    vp_vol_free(&j->s.lab), vp_vol_free(&j->s.prob);
+    free(j->s.l);
+    free(j);
+}
+
+/* The CPU part of a case: 0 and *out, or an exit code after vp_error(). */
+static int prep_case(vp_case *cs, void *vctx, void **out)
 {
     struct ctx *c = vctx;
     vp_vol *v = vp_case_vol(cs, vol_name);
     const vp_segresnet_cfg *cfg = &c->cfg;
     char ctxs[VP_MAX_ID + 300];
+    *out = NULL;
     snprintf(ctxs, sizeof ctxs, "case '%s': volume '%s'", cs->id, vol_name);
     if (!v) return vp_error("case '%s': no volume '%s'", cs->id, vol_name), VP_ERR_DATA;
     if ((int64_t)v->dims[3] != cfg->in_channels)
         return vp_error("case '%s': volume '%s' has %llu channel(s); the model takes %d", cs->id, vol_name,
                         (unsigned long long)v->dims[3], cfg->in_channels), VP_ERR_DATA;
-    vp_nn_prep prep = {0};
+    struct job *j = vp_calloc(1, sizeof *j);
     vp_vol *pv = NULL;
     if (!no_preprocess) {
-        if (v->dims[3] != 1)
+        if (v->dims[3] != 1) {
+            free(j);
             return vp_error("%s: preprocessing takes one channel (give --no-preprocess for a prepared image)", ctxs), VP_ERR_DATA;
-        if (!(pv = vp_nn_preprocess(v, &c->meta, VP_NN_STYLE_MONAI, &prep, ctxs))) return VP_ERR_DATA;
+        }
+        if (!(pv = vp_nn_preprocess(v, &c->meta, VP_NN_STYLE_MONAI, &j->prep, ctxs))) return free(j), VP_ERR_DATA;
     }
     const vp_vol *iv = pv ? pv : v;
     uint64_t nans;
-    vp_tensor *x = vp_vol_to_tensor(iv, &nans);
+    j->x = vp_vol_to_tensor(iv, &nans);
     if (nans) {
-        vp_tensor_free(&x);
         vp_vol_free(&pv);
+        job_free(j);
         return vp_error("case '%s': volume '%s' has %llu NaN voxel(s); replace them first (e.g. normalize)", cs->id,
                         vol_name, (unsigned long long)nans), VP_ERR_DATA;
     }
     vp_debug("case '%s': network input %llu x %llu x %llu", cs->id, (unsigned long long)iv->dims[0],
              (unsigned long long)iv->dims[1], (unsigned long long)iv->dims[2]);
+    if (c->pin) { /* --prefetch: staged in pinned memory here, so the upload is one direct copy */
+        vp_tensor *px = vp_cuda_pinned_new(j->x->ndim, j->x->shape);
+        if (px) {
+            memcpy(px->data, j->x->data, (size_t)vp_tensor_numel(px) * sizeof(float));
+            vp_tensor_free(&j->x);
+            j->x = px, j->pinned = 1;
+        } else vp_debug("case '%s': no pinned host memory: staged through the backend's buffers", cs->id);
+    }
     const int K = cfg->out_channels;
     uint64_t dims[4] = {iv->dims[0], iv->dims[1], iv->dims[2], 1};
-    struct sink s = {vp_vol_new(dims, K > 256 ? VP_U16 : VP_U8, iv->affine), NULL, NULL};
+    j->s.lab = vp_vol_new(dims, K > 256 ? VP_U16 : VP_U8, iv->affine);
     if (want_prob) {
         uint64_t pd[4] = {iv->dims[0], iv->dims[1], iv->dims[2], (uint64_t)K};
-        s.prob = vp_vol_new(pd, VP_F16, iv->affine);
-        s.prob->has_channels = 1;
+        j->s.prob = vp_vol_new(pd, VP_F16, iv->affine);
+        j->s.prob->has_channels = 1;
     }
     vp_vol_free(&pv);
+    *out = j;
+    return 0;
+}
+
+/* The inference of a prepared case and its outputs added to it: 0 or an exit code. */
+static int run_case(vp_case *cs, void *vctx, void *vj)
+{
+    struct ctx *c = vctx;
+    struct job *j = vj;
+    struct sink *sp = &j->s;
+    const vp_tensor *x = j->x;
+    const int K = c->cfg.out_channels;
+    char ctxs[VP_MAX_ID + 300];
+    snprintf(ctxs, sizeof ctxs, "case '%s': volume '%s'", cs->id, vol_name);
     int rc;
     if (c->ic) { /* --prob: the softmax of each final row as it comes back (the labels are the device's) */
-        rc = vp_infer_cuda_run(c->ic, x, &c->sw, s.lab, want_prob ? emit_row : NULL, &s);
+        rc = vp_infer_cuda_run(c->ic, x, &c->sw, sp->lab, want_prob ? emit_row : NULL, sp);
         vp_debug("case '%s': %s: %s, device memory peak %.1f MiB", cs->id, c->be->name,
                  vp_infer_cuda_tiled(c->ic) ? "tiled path (the case did not fit on the device)" : "whole volume on the device",
                  vp_infer_cuda_peak_bytes(c->ic) / 1048576.0);
-    } else if (aggregate == 0) rc = vp_sliding_window_rows(x, &c->sw, predict, c, NULL, emit_row, &s);
+    } else if (aggregate == 0) rc = vp_sliding_window_rows(x, &c->sw, predict, c, NULL, emit_row, sp);
     else {
         vp_tensor *y = NULL;
         rc = vp_sliding_window(x, &c->sw, predict, c, NULL, &y);
@@ -215,31 +270,40 @@ static int step(vp_case *cs, void *vctx)
         float *row = rc ? NULL : vp_malloc(sizeof(float) * (size_t)(K * HW));
         for (int64_t d = 0; !rc && d < D; d++) {
             for (int64_t k = 0; k < K; k++) memcpy(row + k * HW, y->data + (k * D + d) * HW, sizeof(float) * (size_t)HW);
-            rc = emit_row(&s, d, K, row);
+            rc = emit_row(sp, d, K, row);
         }
         free(row);
         vp_tensor_free(&y);
     }
-    vp_tensor_free(&x);
-    free(s.l);
+    if (j->pinned) vp_cuda_pinned_free(&j->x); /* the input is not needed any more */
+    else vp_tensor_free(&j->x);
     if (rc) {
-        vp_vol_free(&s.lab), vp_vol_free(&s.prob);
         vp_error("case '%s': inference failed (backend %s)", cs->id, c->be->name);
         return vp_infer_cuda_is_cuda(c->be) ? vp_cuda_exit_code(VP_ERR_RUNTIME) : VP_ERR_RUNTIME;
     }
-    if (!no_preprocess && prep.resampled) {
-        vp_vol *lb = vp_nn_labels_back(s.lab, &prep, ctxs), *pb = s.prob ? vp_nn_linear_back(s.prob, &prep, ctxs) : NULL;
-        vp_vol_free(&s.lab), vp_vol_free(&s.prob);
+    if (!no_preprocess && j->prep.resampled) {
+        vp_vol *lb = vp_nn_labels_back(sp->lab, &j->prep, ctxs), *pb = sp->prob ? vp_nn_linear_back(sp->prob, &j->prep, ctxs) : NULL;
+        vp_vol_free(&sp->lab), vp_vol_free(&sp->prob);
         if (!lb || (want_prob && !pb)) {
             vp_vol_free(&lb), vp_vol_free(&pb);
             return VP_ERR_RUNTIME;
         }
-        s.lab = lb, s.prob = pb;
+        sp->lab = lb, sp->prob = pb;
     }
-    vp_case_add_vol(cs, label_name, s.lab);
-    if (s.prob) vp_case_add_vol(cs, "prob", s.prob);
+    vp_case_add_vol(cs, label_name, sp->lab), sp->lab = NULL;
+    if (sp->prob) vp_case_add_vol(cs, "prob", sp->prob), sp->prob = NULL;
     vp_nn_meta_set_case_labels(cs, &c->meta);
     return 0;
+}
+
+/* One case at a time (vp_filter_run's step): the CPU part, then the inference. */
+static int step(vp_case *cs, void *vctx)
+{
+    void *j = NULL;
+    int rc = prep_case(cs, vctx, &j);
+    if (!rc) rc = run_case(cs, vctx, j);
+    job_free(j);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -293,7 +357,12 @@ int main(int argc, char **argv)
                  vp_infer_cuda_layout(c.be) == VP_CUDA_NDHWC ? "NDHWC" : "NCDHW", aggregate == 2 ? "f16" : "f32", sw_batch);
     }
     vp_st_close(&st);
-    int rc = vp_filter_run(cmd.name, in_spec, out_spec, step, &c);
+    /* --prefetch (cuda): the next case is read, preprocessed and staged in pinned memory on a reader
+     * thread while this one runs on the device; the output is the same */
+    c.pin = c.ic && prefetch == 0;
+    if (c.pin) vp_debug("--prefetch on: the next case is read and preprocessed (into pinned memory) while this one runs");
+    int rc = c.pin ? vp_filter_run_prefetch(cmd.name, in_spec, out_spec, prep_case, run_case, job_free, &c)
+                   : vp_filter_run(cmd.name, in_spec, out_spec, step, &c);
     vp_infer_cuda_free(&c.ic);
     vp_segresnet_free(&c.m);
     vp_nn_meta_free(&c.meta);

@@ -87,7 +87,9 @@ extern "C" vp_tensor *vp_cuda_pinned_new(int ndim, const int64_t *shape)
     vp_tensor *t = (vp_tensor *)vp_calloc(1, sizeof *t);
     *t = vp_tensor_view(NULL, ndim, shape);
     size_t bytes = (size_t)vp_tensor_numel(t) * sizeof(float);
-    CUDA_CHECK(cudaHostAlloc((void **)&t->data, bytes ? bytes : 4, cudaHostAllocDefault));
+    // portable: pinned for every device's context, whichever thread allocates it (infer-ressegnet's
+    // --prefetch reader thread stages the next case here)
+    CUDA_CHECK(cudaHostAlloc((void **)&t->data, bytes ? bytes : 4, cudaHostAllocPortable));
     return t;
 fail:
     vp_error("cuda: cannot allocate %.1f MiB of pinned host memory", bytes / 1048576.0);

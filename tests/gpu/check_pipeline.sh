@@ -3,7 +3,7 @@
 # 6, H2): the deconv SegResNet on the device and the tiled fallback. Run by tests/gpu/check.sh (its
 # "others" step runs every executable tests/gpu/check_*.sh) or by hand; without a GPU it says SKIP
 # and exits 0. Needs bin/ (check.sh builds it). Each step prints one "pipeline STEP: PASS|FAIL|SKIP
-# ..." line; the last line sums up. About 1 minute (2 with the bench model present).
+# ..." line; the last line sums up. About 1.5 minutes (2.5 with the bench model present).
 #   deconv  infer-ressegnet with the golden deconv SegResNet (tests/golden/segresnet/model_deconv:
 #           2 input channels, upsample_mode deconv; a two-channel f32 image made from two crops of
 #           the shared CT, --no-preprocess): --backend cuda (f32, the ConvTranspose3d on the device)
@@ -16,10 +16,15 @@
 #           check.sh's bench left WORK/segresnet32.safetensors (SegResNet init 32, 105 classes), the
 #           same on a 192x192x160 volume at 1.5 mm (f32 math): identical labels, and the wall time
 #           of each ("pipeline timing: ..." lines; tiled costs the slab uploads and label downloads)
-#   graphs, overlap: CUDA graphs and the next case's upload overlapped with compute are not
-#           implemented yet: printed as SKIP so the summary says so
+#   overlap the shared CT 4 times in one stream (raw, preprocessed on the CPU) with --prefetch off and
+#           on (the next case read, preprocessed and staged in pinned memory on a reader thread
+#           while the device computes this one): the same stream (tests/gpu/emu/same_stream.py:
+#           all but the recorded option), -v says the prefetch path ran, the wall time of each
+#           (best of 2: "pipeline timing: ..."); a stream whose case 2 is truncated: the same
+#           exit code with and without, case 1 whole on stdout
+#   graphs  CUDA graphs are not implemented yet: printed as SKIP so the summary says so
 #   usage: tests/gpu/check_pipeline.sh [DATA_DIR]   exit 0 all pass or skipped, 1 a step failed
-#   env:   PIPE_STEPS="deconv tiled" (default both), OUT (log folder; else tests/tmp/gpu), PY;
+#   env:   PIPE_STEPS="deconv tiled overlap" (default all three), OUT (log folder; else tests/tmp/gpu), PY;
 #          INFER=PROGRAM another infer-ressegnet and PIPE_DRY=1 (no GPU check): a dry run of this
 #          script's plumbing without a GPU
 set -u
@@ -30,7 +35,7 @@ WORK=tests/tmp/gpu/pipeline
 mkdir -p "$LOG" "$WORK"
 PY=${PY:-.venv/bin/python}
 [ -x "$PY" ] || PY=python3
-STEPS=${PIPE_STEPS:-deconv tiled}
+STEPS=${PIPE_STEPS:-deconv tiled overlap}
 CT=$DATA/totalseg/example_ct_sm.nii.gz
 M=tests/golden/segresnet/model_small.safetensors
 say() { printf '%s\n' "$*"; }
@@ -127,8 +132,42 @@ if want tiled; then
         fi
     fi
 fi
-result graphs SKIP "CUDA graphs for the window forward pass: not implemented yet"
-result overlap SKIP "next case's upload overlapped with compute: not implemented yet"
+if want overlap; then
+    if [ $have_ct = 0 ]; then result overlap SKIP "no $CT"
+    else
+        # 4 cases of the shared CT (raw i16: preprocessed on the CPU, the work --prefetch overlaps
+        # with the device's compute), --prefetch off then on, best of 2 each (the first off run
+        # also warms the device up)
+        bin/vol-read "$CT" "$CT" "$CT" "$CT" >"$WORK/ct4.vxp"
+        best() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b ? a : b) }'; }
+        toff=999999 ton=999999 ok=1
+        for _ in 1 2; do
+            run pfoff --backend cuda --sw-batch 2 --prefetch off -m "$M" -i "$WORK/ct4.vxp" && toff=$(best "$toff" "$secs") || ok=0
+            run pfon --backend cuda --sw-batch 2 --prefetch on -m "$M" -i "$WORK/ct4.vxp" && ton=$(best "$ton" "$secs") || ok=0
+        done
+        if [ $ok = 1 ]; then
+            ratio=$(awk -v a="$toff" -v b="$ton" 'BEGIN { printf "%.2f", a / b }')
+            say "pipeline timing: infer-ressegnet 4 x shared CT (122x101x30, preprocessed), model_small, cuda f32: --prefetch off $toff s, on $ton s (best of 2; off/on $ratio x)"
+            same=$("$PY" tests/gpu/emu/same_stream.py "$WORK/pfon.vxp" "$WORK/pfoff.vxp" --drop-opt --prefetch 2>&1)
+            # case 2 truncated: the same exit code, case 1 whole on stdout, with and without
+            s1=$(bin/vol-read "$CT" | wc -c)
+            head -c $((s1 + s1 / 2)) "$WORK/ct4.vxp" >"$WORK/trunc.vxp"
+            for pf in on off; do
+                "${INFER:-bin/infer-ressegnet}" --backend cuda --prefetch $pf -m "$M" -i "$WORK/trunc.vxp" >"$WORK/tr_$pf.vxp" 2>"$LOG/pipeline-tr_$pf.err"
+                echo $? >"$WORK/tr_$pf.rc"
+            done
+            tr=$("$PY" tests/gpu/emu/same_stream.py "$WORK/tr_on.vxp" "$WORK/tr_off.vxp" --drop-opt --prefetch 2>&1)
+            if [ "$same" != "same: 4 objects" ]; then result overlap FAIL "--prefetch on vs off: $same; off $toff s, on $ton s"
+            elif ! grep -q -- '--prefetch on: the next case is read' "$LOG/pipeline-pfon.err"; then result overlap FAIL "the prefetch path was not taken"
+            elif [ "$(cat "$WORK/tr_on.rc")" = 0 ] || [ "$(cat "$WORK/tr_on.rc")" != "$(cat "$WORK/tr_off.rc")" ] || [ "$tr" != "same: 1 objects" ]; then
+                result overlap FAIL "case 2 truncated: exit $(cat "$WORK/tr_on.rc") (off $(cat "$WORK/tr_off.rc")), stdout on vs off: $tr"
+            else result overlap PASS "4 cases: the same stream with --prefetch on and off; truncated case 2: exit $(cat "$WORK/tr_on.rc") both, case 1 whole; off $toff s, on $ton s ($ratio x)"; fi
+        else
+            result overlap FAIL "a run failed"
+        fi
+    fi
+fi
+result graphs SKIP "CUDA graphs for the window forward pass: not implemented yet (--cuda-graphs does not exist)"
 if [ ${#fails[@]} -eq 0 ]; then say "pipeline check: PASS"; exit 0; fi
 say "pipeline check: FAIL: ${fails[*]}"
 exit 1

@@ -17,6 +17,7 @@ thread_local emu_dim threadIdx;
 std::barrier<> *emu_bar;
 
 static std::map<void *, size_t> sizes;
+static std::map<void *, size_t> host_sizes; // pinned host memory (cudaHostAlloc): not in the device budget
 static size_t used;
 static std::mutex mu;
 static int bad_frees;
@@ -26,7 +27,8 @@ static int bad_frees;
 static struct report {
     ~report()
     {
-        fprintf(stderr, "emu: %zu device allocations live at exit (%.1f MiB), %d bad frees\n", sizes.size(), used / 1048576.0, bad_frees);
+        fprintf(stderr, "emu: %zu device allocations live at exit (%.1f MiB), %d bad frees, %zu pinned host allocations live\n",
+                sizes.size() + host_sizes.size(), used / 1048576.0, bad_frees, host_sizes.size());
         if (bad_frees) _exit(1);
     }
 } at_exit;
@@ -49,9 +51,26 @@ cudaError_t emu_malloc(void **p, size_t n)
     return cudaSuccess;
 }
 
+// pinned host memory: host memory that is not counted against the device's budget (as on a real
+// machine), but is tracked like device memory (leaks and bad frees)
+cudaError_t emu_host_alloc(void **p, size_t n)
+{
+    std::lock_guard<std::mutex> g(mu);
+    *p = calloc(1, n ? n : 1);
+    if (!*p) return cudaErrorMemoryAllocation;
+    host_sizes[*p] = n;
+    return cudaSuccess;
+}
+
 cudaError_t emu_free(void *p)
 {
     std::lock_guard<std::mutex> g(mu);
+    auto h = host_sizes.find(p);
+    if (h != host_sizes.end()) {
+        free(p);
+        host_sizes.erase(h);
+        return cudaSuccess;
+    }
     auto it = sizes.find(p);
     if (it == sizes.end()) {
         if (p) bad_frees++; // a double free or a foreign pointer
@@ -67,7 +86,7 @@ cudaError_t emu_ptr_attr(cudaPointerAttributes *a, const void *p)
 {
     std::lock_guard<std::mutex> g(mu);
     memset(a, 0, sizeof *a);
-    a->type = sizes.count((void *)p) ? cudaMemoryTypeDevice : cudaMemoryTypeUnregistered; // (pinned: also "device" here)
+    a->type = sizes.count((void *)p) ? cudaMemoryTypeDevice : host_sizes.count((void *)p) ? cudaMemoryTypeHost : cudaMemoryTypeUnregistered;
     return cudaSuccess;
 }
 

@@ -12,13 +12,14 @@
 #include <string.h>
 cudaError_t emu_malloc(void **p, size_t n);
 cudaError_t emu_free(void *p);
+cudaError_t emu_host_alloc(void **p, size_t n);
 cudaError_t emu_ptr_attr(cudaPointerAttributes *a, const void *p);
 cudaError_t emu_mem_info(size_t *f, size_t *t);
 cudaError_t emu_props(cudaDeviceProp *p, int d);
 cudaError_t emu_memcpy2d(void *d, size_t dp, const void *s, size_t sp, size_t w, size_t h);
 #define cudaMalloc(p, n) emu_malloc((void **)(p), n)
 #define cudaMallocAsync(p, n, s) emu_malloc((void **)(p), n)
-#define cudaHostAlloc(p, n, f) emu_malloc((void **)(p), n)
+#define cudaHostAlloc(p, n, f) emu_host_alloc((void **)(p), n)
 #define cudaFree(p) emu_free(p)
 #define cudaFreeAsync(p, s) emu_free(p)
 #define cudaFreeHost(p) emu_free(p)
@@ -32,6 +33,8 @@ cudaError_t emu_memcpy2d(void *d, size_t dp, const void *s, size_t sp, size_t w,
 #define cudaEventCreateWithFlags(e, f) (*(e) = (cudaEvent_t)1, cudaSuccess)
 #define cudaEventSynchronize(e) cudaSuccess
 #define cudaEventRecord(e, s) cudaSuccess
+#define cudaEventDestroy(e) cudaSuccess
+#define cudaStreamWaitEvent(s, e, f) cudaSuccess
 #define cudaGetDeviceCount(n) (*(n) = 1, cudaSuccess)
 #define cudaGetLastError() cudaSuccess
 #define cudaPointerGetAttributes(a, p) emu_ptr_attr(a, p)

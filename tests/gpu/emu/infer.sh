@@ -3,6 +3,10 @@
 # in R first): infer-ressegnet built against the emulated CUDA backend, its --backend cuda runs
 # compared with its own --backend cpu run on the shared CT (also the tiled path, taken when the
 # case does not fit, and a deconv SegResNet), and its out-of-device-memory path.
+# Then --prefetch on (the default) against off on a 3-case stream (byte for byte) and on a stream
+# whose case 2 is truncated (case 1 whole, same exit code and messages). The out-of-memory runs
+# use the default (--prefetch on: the next case is held in pinned memory when case 1 fails).
+# EMU_INFER_ONLY=prefetch runs only the cpu reference and the prefetch checks (development).
 #   usage: tests/gpu/emu/infer.sh R SAN(0|1) [DATA_DIR]     exit 0 all pass, 1 a failure
 set -u
 cd "$(dirname "$0")/../../.." || exit 1
@@ -38,6 +42,48 @@ rc=0
 ok() { echo "ok   emulated infer-ressegnet: $*"; }
 bad() { echo "FAIL emulated infer-ressegnet: $*"; rc=1; }
 live() { sed -n 's/^emu: \([0-9]*\) device allocations live.*/\1/p' "$1"; }
+
+# --prefetch (the default for cuda: the next case read, preprocessed and staged in pinned memory on
+# a reader thread while this one runs on the device): a stream of 3 small cases gives the same
+# bytes as --prefetch off (labels, frame order, provenance); a stream whose case 2 is truncated
+# gives case 1's output whole on stdout, the same exit code and the same messages with and
+# without it, and no device or pinned memory left behind
+prefetch_checks() {
+    bin/crop --box 30,20,4,50,34,10 -i "$W/ct.vxp" -o "$W/c.vxp" && bin/crop --box 60,50,12,80,64,18 -i "$W/ct.vxp" -o "$W/d.vxp" &&
+        bin/vol-cat -i "$W/b.vxp" -i "$W/c.vxp" -i "$W/d.vxp" -o "$W/ct3.vxp" || exit 1
+    for pf in on off; do
+        "$P" -v --backend cuda --prefetch $pf --overlap 0.25 -m "$M" -i "$W/ct3.vxp" -o "$W/pf_$pf.vxp" 2>"$W/pf_$pf.err" ||
+            bad "--prefetch $pf: exit $?: $(grep -v '^emu:' "$W/pf_$pf.err" | tail -2)"
+    done
+    local n3 n1 s1 s2
+    n3=$("$PY" -c 'import sys; sys.path.insert(0, "tests/scripts"); import vxp; print(len(list(vxp.read(open(sys.argv[1], "rb")))))' "$W/pf_on.vxp")
+    # the streams differ only in the option recorded in the provenance (control: they do differ there)
+    local same ctl
+    same=$("$PY" tests/gpu/emu/same_stream.py "$W/pf_on.vxp" "$W/pf_off.vxp" --drop-opt --prefetch)
+    ctl=$("$PY" tests/gpu/emu/same_stream.py "$W/pf_on.vxp" "$W/pf_off.vxp")
+    if [ -s "$W/pf_on.vxp" ] && [ "$n3" = 3 ] && [ "$same" = "same: 3 objects" ] && [ "${ctl%%:*}" = differ ] && grep -q ' 0 bad frees' "$W/pf_on.err" &&
+        grep -q -- '--prefetch on: the next case is read' "$W/pf_on.err" && ! grep -q -- '--prefetch on' "$W/pf_off.err"; then
+        ok "3 cases, --prefetch on == off byte for byte but the recorded option ($same; control without dropping it: $ctl); $(grep '^emu:' "$W/pf_on.err")"
+    else bad "3 cases: --prefetch on ($n3 cases) vs off: $same (control: $ctl); $(grep '^emu:' "$W/pf_on.err")"; fi
+    s1=$(wc -c <"$W/b.vxp") s2=$(wc -c <"$W/c.vxp")
+    head -c $((s1 + s2 / 2)) "$W/ct3.vxp" >"$W/trunc.vxp"
+    for pf in on off; do
+        "$P" --backend cuda --prefetch $pf --overlap 0.25 -m "$M" -i "$W/trunc.vxp" >"$W/tr_$pf.vxp" 2>"$W/tr_$pf.err"
+        echo $? >"$W/tr_$pf.rc"
+        grep -v '^emu:' "$W/tr_$pf.err" >"$W/tr_$pf.msg"
+    done
+    head -c "$(wc -c <"$W/tr_on.vxp")" "$W/pf_on.vxp" >"$W/pf_head.vxp" # case 1 of the whole stream's output
+    n1=$("$PY" -c 'import sys; sys.path.insert(0, "tests/scripts"); import vxp; print(len(list(vxp.read(open(sys.argv[1], "rb")))))' "$W/tr_on.vxp")
+    if [ "$(cat "$W/tr_on.rc")" != 0 ] && [ "$(cat "$W/tr_on.rc")" = "$(cat "$W/tr_off.rc")" ] && [ -s "$W/tr_on.msg" ] &&
+        cmp -s "$W/tr_on.msg" "$W/tr_off.msg" && [ "$n1" = 1 ] && [ "$("$PY" tests/gpu/emu/same_stream.py "$W/tr_on.vxp" "$W/tr_off.vxp" --drop-opt --prefetch)" = "same: 1 objects" ] &&
+        cmp -s "$W/tr_on.vxp" "$W/pf_head.vxp" &&
+        grep -q ' 0 bad frees' "$W/tr_on.err" && [ "$(live "$W/tr_on.err")" -le "${base:-$(live "$W/pf_off.err")}" ]; then
+        ok "case 2 truncated: exit $(cat "$W/tr_on.rc") with and without --prefetch, case 1 whole on stdout ($(wc -c <"$W/tr_on.vxp") bytes), same message \"$(head -c 100 "$W/tr_on.msg")\"; $(grep '^emu:' "$W/tr_on.err")"
+    else
+        bad "case 2 truncated: exit $(cat "$W/tr_on.rc") (off $(cat "$W/tr_off.rc")), $n1 case(s) out, stdout on/off: $("$PY" tests/gpu/emu/same_stream.py "$W/tr_on.vxp" "$W/tr_off.vxp" --drop-opt --prefetch), on/case-1 equal/$(cmp -s "$W/tr_on.vxp" "$W/pf_head.vxp" && echo y || echo n), messages: $(head -2 "$W/tr_on.msg") / $(head -2 "$W/tr_off.msg"); $(grep '^emu:' "$W/tr_on.err")"
+    fi
+}
+if [ "${EMU_INFER_ONLY:-}" = prefetch ]; then prefetch_checks; exit $rc; fi
 
 "$P" --backend cpu --prob --overlap 0.25 -m "$M" -i "$W/ct2.vxp" -o "$W/cpu.vxp" 2>"$W/cpu.err" || { bad "the cpu run failed: $(tail -2 "$W/cpu.err")"; exit 1; }
 # control: the comparison does fail on a real difference (the CPU with constant blending)
@@ -101,6 +147,8 @@ DM=tests/golden/segresnet/model_deconv.safetensors
 REF=$W/dcpu.vxp IN=$W/ct2c.vxp MODEL=$DM run deconv -- --backend cuda --prob --no-preprocess --sw-batch 2
 REF=$W/dcpu.vxp IN=$W/ct2c.vxp MODEL=$DM VP_CUDA_MEM_LIMIT_MIB=1 run deconv_tiled -- --backend cuda:0:tf32 --no-preprocess --prob
 grep -q 'device-resident SegResNet (deconv)' "$W/deconv.err" || bad "deconv: not device-resident: $(grep -m1 cuda "$W/deconv.err")"
+
+prefetch_checks
 
 # out of device memory (EMU_DEVICE_KIB budgets, found by trying; if a change of the backend moves
 # the point of failure, retune them): while putting the weights on the device, then -- the case
