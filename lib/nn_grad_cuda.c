@@ -1,6 +1,8 @@
 /* nn_grad_cuda.c - the nn_grad.h backward-op table over the CUDA backward ops of nn_cuda.h, the loss
- * scaler's defaults, and the "built without CUDA" answers of nn_cuda_train.h (see there). */
+ * scaler's defaults, and the "built without CUDA" answers of nn_cuda_train.h and nn_cuda_loss.h
+ * (see there). */
 #include "nn_cuda_train.h"
+#include "nn_cuda_loss.h"
 
 #include <string.h>
 
@@ -89,5 +91,15 @@ int vp_cuda_zero(const vp_nn_backend *be, float *p, int64_t n) { return (void)be
 int vp_cuda_split_channels(const vp_nn_backend *be, const vp_tensor *dy, vp_tensor *const *dxs, int n)
 {
     return (void)be, (void)dy, (void)dxs, (void)n, vp_error("built without CUDA");
+}
+int32_t *vp_cuda_targets_upload(const vp_nn_backend *be, const int32_t *host, int64_t n)
+{
+    return (void)be, (void)host, (void)n, vp_error("cuda loss: built without CUDA"), NULL;
+}
+void vp_cuda_targets_free(const vp_nn_backend *be, int32_t **t) { (void)be, *t = NULL; }
+int vp_cuda_loss_eval(const vp_nn_backend *be, const vp_loss_cfg *lc, const vp_tensor *z, const int32_t *target,
+                      double weight, double *loss, vp_tensor *dz)
+{
+    return (void)be, (void)lc, (void)z, (void)target, (void)weight, (void)loss, (void)dz, vp_error("cuda loss: built without CUDA");
 }
 #endif

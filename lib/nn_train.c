@@ -12,6 +12,7 @@
 #include "nn_train.h"
 #include "heap.h"
 #include "nn_cuda.h"
+#include "nn_cuda_loss.h"
 #include "nn_cuda_train.h"
 #include "nn_loss.h"
 #include "nn_st_write.h"
@@ -223,6 +224,30 @@ int vp_trainable_forward(vp_trainable *m, const vp_nn_backend *be, const vp_tens
     return rc ? -1 : 0;
 }
 
+/* The targets of every output the loss uses (w[i] != 0; the lower-resolution ones downsampled on
+ * the host), packed in one host buffer and copied to the device in one copy; off[i] is output
+ * i's offset. NULL after vp_error(). */
+static int32_t *device_targets(vp_trainable *m, const vp_tensor *x, const int32_t *target, vp_tensor *const *out,
+                               const double *w, int nout, int64_t *off)
+{
+    const int64_t N = x->shape[0], id[3] = {x->shape[2], x->shape[3], x->shape[4]};
+    int64_t total = 0;
+    for (int i = 0; i < nout; i++) {
+        off[i] = total;
+        if (w[i] != 0) total += N * out[i]->shape[2] * out[i]->shape[3] * out[i]->shape[4];
+    }
+    int32_t *h = vp_malloc((size_t)(total ? total : 1) * sizeof *h);
+    for (int i = 0; i < nout; i++) {
+        if (w[i] == 0) continue;
+        const int64_t od[3] = {out[i]->shape[2], out[i]->shape[3], out[i]->shape[4]};
+        if (i == 0) memcpy(h + off[i], target, (size_t)(N * od[0] * od[1] * od[2]) * sizeof *h);
+        else vp_loss_downsample_target(target, N, id, od, h + off[i]);
+    }
+    int32_t *d = vp_cuda_targets_upload(m->dbe, h, total);
+    free(h);
+    return d;
+}
+
 int vp_train_step_grads(vp_trainable *m, const vp_nn_backend *be, const vp_tensor *x, const int32_t *target,
                         const vp_loss_cfg *lc, double *loss)
 {
@@ -236,6 +261,7 @@ int vp_train_step_grads(vp_trainable *m, const vp_nn_backend *be, const vp_tenso
                             m->ops->arch, target[i], (long long)(i / V), (long long)(i % V), m->classes, m->classes);
     const int ds = lc->kind == VP_LOSS_NNUNET_DCCE && lc->deep_supervision;
     vp_tensor *out[VP_TR_MAXOUT] = {0}, *dout[VP_TR_MAXOUT] = {0}, *up = NULL, *hout = NULL, *hd = NULL;
+    int32_t *dtg = NULL; /* device targets (loss on the device) */
     int nout = 0, rc = -1;
     if (m->dbe) {
         be = m->dbe;
@@ -250,9 +276,21 @@ int vp_train_step_grads(vp_trainable *m, const vp_nn_backend *be, const vp_tenso
     else w[0] = 1, nout = nout > 1 ? 1 : nout;
     double total = 0;
     int32_t *tds = NULL;
+    /* bound to a device: the loss there too (VP_TRAIN_HOST_LOSS=1: on the host, the reference) */
+    const char *hl = getenv("VP_TRAIN_HOST_LOSS");
+    int64_t toff[VP_TR_MAXOUT];
+    if (m->dbe && !(hl && !strcmp(hl, "1")) && !(dtg = device_targets(m, x, target, out, w, nout, toff))) goto done;
     for (int i = 0; i < nout; i++) {
         if (w[i] == 0) continue;
         const int32_t *t = target;
+        if (dtg) {
+            double l;
+            const double sc = w[i] * (lc->grad_scale > 0 ? lc->grad_scale : 1.0);
+            if (!(dout[i] = vp_tpool_get(&m->pool, out[i]->shape)) || vp_cuda_loss_eval(be, lc, out[i], dtg + toff[i], sc, &l, dout[i]))
+                goto loss_failed;
+            total += w[i] * l;
+            continue;
+        }
         if (i > 0) {
             int64_t id[3] = {x->shape[2], x->shape[3], x->shape[4]}, od[3] = {out[i]->shape[2], out[i]->shape[3], out[i]->shape[4]};
             free(tds);
@@ -282,6 +320,7 @@ loss_failed:
     free(tds);
 done:
     m->ops->release(m);
+    if (dtg) vp_cuda_targets_free(be, &dtg);
     vp_tpool_put(&m->pool, &up), vp_tpool_put(&m->hpool, &hout), vp_tpool_put(&m->hpool, &hd);
     for (int i = 0; i < VP_TR_MAXOUT; i++) vp_tpool_put(&m->pool, &out[i]), vp_tpool_put(&m->pool, &dout[i]);
     vp_tpool_trim(&m->pool), vp_tpool_trim(&m->hpool); /* buffers of an earlier patch shape go */

@@ -104,9 +104,11 @@ int vp_train_step_grads(vp_trainable *m, const vp_nn_backend *be, const vp_tenso
  * backward writes the gradients to dev_grads (device memory of n floats each in the flat layout,
  * e.g. vp_cuda_opt's buffers: nn_cuda_train.h), every activation and gradient buffer is a device
  * tensor of m's arena (NCDHW; VP_TRAIN_LAYOUT=ndhwc asks for channels-last, not supported by
- * the forward's shape checks yet). A step then copies only the batch up, the logits down and their gradient
- * up for the loss (computed on the host), and the loss comes back as a number; the host flat
- * buffers are no longer written by steps (the caller downloads the weights when it needs them).
+ * the forward's shape checks yet). A step then uploads the batch and its targets (every output's,
+ * packed in one copy), computes the loss and its gradient on the device (nn_cuda_loss.h) and
+ * downloads only the loss scalars (VP_TRAIN_HOST_LOSS=1: the loss on the host instead, the logits
+ * down and their gradient up); the host flat buffers are no longer written by steps (the caller
+ * downloads the weights when it needs them).
  * vp_trainable_forward returns host logits. be NULL unbinds (host again). Not between a forward
  * and its backward. 0, or -1 after vp_error(). */
 int vp_trainable_bind_device(vp_trainable *m, const vp_nn_backend *be, float *dev_params, float *dev_grads);

@@ -103,8 +103,10 @@ int vp_tcuda_open(const char *spec, vp_dist *d, vp_trainable *m, const vp_optim_
         t->bound = 1;
     }
     char desc[256];
-    vp_info("training on %s (%s)%s%s", b->name, vp_cuda_describe((int)ord, desc, sizeof desc),
-            t->sc.enabled ? ", f16 with dynamic loss scaling" : "", t->nccl ? ", gradients all-reduced with NCCL" : "");
+    const char *hl = getenv("VP_TRAIN_HOST_LOSS"); /* the bound step's loss on the host (nn_train.c), for A/B */
+    vp_info("training on %s (%s)%s%s%s", b->name, vp_cuda_describe((int)ord, desc, sizeof desc),
+            t->sc.enabled ? ", f16 with dynamic loss scaling" : "", t->nccl ? ", gradients all-reduced with NCCL" : "",
+            !t->bound ? ", staged on the host" : hl && !strcmp(hl, "1") ? ", device tape, loss on the host" : ", device tape and loss");
     *be = b;
     *out = t;
     return 0;

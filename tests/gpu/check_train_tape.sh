@@ -8,11 +8,17 @@
 #                supervision, clipping) 3 steps, device tape vs CPU engine vs staged GPU path, loss,
 #                every gradient, every weight <= 1e-4 relative per tensor; the device arena
 #                allocates nothing after the first step; the bound forward returns host logits
-#                (device activations NCDHW, the default)
+#                (device activations NCDHW, the default); the device loss (nn_cuda_loss.h, H8)
+#                against vp_loss_eval for every loss configuration (loss 1e-5 relative, dlogits
+#                1e-5 absolute), and the tape step with the device loss against the same with
+#                VP_TRAIN_HOST_LOSS=1 (weights within 1e-5 relative after each of 3 steps; also a
+#                4-stage PlainConvUNet whose 2nd output's target is downsampled)
 #   tape-bench   one training iteration, bf16, batch 2, 3 classes, PlainConvUNet 32..256 and
 #                SegResNet init 32 on 96^3: the device tape, the staged path of before
-#                (VP_TRAIN_STAGED=1) and PyTorch AMP bf16 (tests/gpu/bench_train_torch.py); seconds
-#                per iteration, peak MiB, torch / tape (goal >= 1.3) and staged / tape
+#                (VP_TRAIN_STAGED=1), the device tape with the loss on the host
+#                (VP_TRAIN_HOST_LOSS=1, the logits down and their gradient up) and PyTorch AMP bf16
+#                (tests/gpu/bench_train_torch.py); seconds per iteration, peak MiB, torch / tape
+#                (goal >= 1.3), staged / tape and host-loss / tape
 #   usage: tests/gpu/check_train_tape.sh     env: SKIP_BENCH=1, PY (default .venv/bin/python),
 #          VP_GPU_PACK (as check_train.sh: prebuilt binaries; then build/gpu/test_cuda_tape must be in it)
 set -u
@@ -41,22 +47,23 @@ rc=0
 : >"$LOG/tape-parity.log"
 e=0
 for lay in ncdhw; do # ndhwc: refused by the forward's shape checks so far (see nn_train.h)
-    timeout 90 build/gpu/test_cuda_tape --layout $lay >>"$LOG/tape-parity.log" 2>&1 || e=$?
+    timeout 150 build/gpu/test_cuda_tape --layout $lay >>"$LOG/tape-parity.log" 2>&1 || e=$?
 done
 grep -v '^ok' "$LOG/tape-parity.log" | tail -20
 echo "tape-parity: $([ $e -eq 0 ] && echo PASS || echo "FAIL (exit $e)") ($(($(date +%s) - T0)) s)"
 [ $e -eq 0 ] || rc=1
 
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
-    printf '%-28s %9s %9s %9s %8s %8s %11s %11s\n' "iteration bf16 (batch 2)" "tape s" "staged s" "torch s" "tape MiB" "torch MiB" "torch/tape" "staged/tape"
+    printf '%-28s %9s %9s %9s %9s %8s %8s %11s %11s %11s\n' "iteration bf16 (batch 2)" "tape s" "staged s" "hostloss s" "torch s" "tape MiB" "torch MiB" "torch/tape" "staged/tape" "hostl/tape"
     b=0
     for cfg in "unet 32 96" "segresnet 32 96"; do
         read -r arch f size <<<"$cfg"
         read -r ts tm < <(timeout 90 build/gpu/test_cuda_train --backend cuda:0:bf16 --bench "$arch" "$f" "$size" 2 5)
         read -r ss _ < <(VP_TRAIN_STAGED=1 timeout 90 build/gpu/test_cuda_train --backend cuda:0:bf16 --bench "$arch" "$f" "$size" 2 3)
+        read -r hs _ < <(VP_TRAIN_HOST_LOSS=1 timeout 90 build/gpu/test_cuda_train --backend cuda:0:bf16 --bench "$arch" "$f" "$size" 2 5)
         read -r ps pm < <(timeout 90 "$PY" tests/gpu/bench_train_torch.py "$arch" "$f" "$size" 2 3 5 bf16)
-        awk -v n="$arch $f ${size}^3" -v t="${ts:-nan}" -v s="${ss:-nan}" -v p="${ps:-nan}" -v tm="${tm:-nan}" -v pm="${pm:-nan}" \
-            'BEGIN { printf "%-28s %9.4f %9.4f %9.4f %8.0f %8.0f %10.2fx %10.2fx%s\n", n, t, s, p, tm, pm, p / t, s / t,
+        awk -v n="$arch $f ${size}^3" -v t="${ts:-nan}" -v s="${ss:-nan}" -v h="${hs:-nan}" -v p="${ps:-nan}" -v tm="${tm:-nan}" -v pm="${pm:-nan}" \
+            'BEGIN { printf "%-28s %9.4f %9.4f %9.4f %9.4f %8.0f %8.0f %10.2fx %10.2fx %10.2fx%s\n", n, t, s, h, p, tm, pm, p / t, s / t, h / t,
                      (p / t >= 1.3 ? "" : "  (goal 1.3: MISSED)") }'
         [ -n "${ts:-}" ] || b=1
     done

@@ -67,7 +67,7 @@ fi
 # ---- 2: the whole backend on the pretend device, with the GPU test programs
 R=$B/rt
 mkdir -p "$R"
-for f in nn_cuda nn_cuda_mem nn_cuda_ops nn_cuda_grad nn_cuda_segresnet nn_cuda_sliding nn_cuda_kernels nn_cuda_kernels_grad; do
+for f in nn_cuda nn_cuda_mem nn_cuda_ops nn_cuda_grad nn_cuda_segresnet nn_cuda_sliding nn_cuda_kernels nn_cuda_kernels_grad nn_cuda_loss; do
     python3 tests/gpu/emu/prep.py "lib/cuda/$f.cu" emu_rt.h >"$R/$f.cc" && "$CXX" "${FL[@]}" -Ilib/cuda -c -o "$R/$f.o" "$R/$f.cc" || exit 1
 done
 "$CXX" "${FL[@]}" -Ilib/cuda -c -o "$R/emu_rt.o" tests/gpu/emu/emu_rt.cc || exit 1

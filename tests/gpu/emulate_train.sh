@@ -16,8 +16,11 @@
 #   1b. tests/gpu/test_cuda_tape.c: the device tape (vp_trainable_bind_device: activations,
 #      gradients and weights on the device) against the CPU path and the staged GPU path, 3 steps
 #      of both networks within 1e-4 relative; the host<->device copies of a step, counted by the
-#      emulated runtime (every cudaMemcpyAsync of lib/cuda goes through EMU_CNT_MEMCPY here): the
-#      batch and the logits' gradients up, the logits down, nothing per layer;
+#      emulated runtime (every cudaMemcpyAsync of lib/cuda goes through EMU_CNT_MEMCPY here): with
+#      the loss on the device (lib/cuda/nn_cuda_loss.cu, the default) the batch and its targets up
+#      (2 copies), only the loss scalars down; with VP_TRAIN_HOST_LOSS=1 the logits' gradients up
+#      and the logits down; nothing per layer; the device loss against vp_loss_eval for every
+#      loss configuration, and the tape with device loss vs host loss (weights within 1e-5);
 #   3. device memory: the emulated runtime counts the allocations alive at exit; the test programs
 #      must end with as many as a run that only creates the backend (its lasting scratch and
 #      pinned buffers), and the trainer programs with as many as that too.
@@ -28,7 +31,8 @@
 #   usage: tests/gpu/emulate_train.sh        exit 0 all pass, 1 a failure
 #   env:   EMU_SAN=1  the same under AddressSanitizer + UndefinedBehaviorSanitizer (needs build-san/)
 #          EMU_ONLY=engine|tape|programs  one part alone (1, 1b, 2; the leak counts go with them)
-#          EMU_TAPE_ARGS="--only unet --layout ndhwc"  arguments of test_cuda_tape (part 1b)
+#          EMU_TAPE_ARGS="--only unet --layout ndhwc"  arguments of test_cuda_tape (part 1b;
+#                     --only loss|segresnet|unet|unet4 runs one section)
 #          PY         python with numpy (default .venv/bin/python)
 # Needs build/ (make) for the library objects and CUDA's headers. About 8 minutes on 2 busy cores.
 set -u
@@ -57,7 +61,7 @@ static inline void emu_note_copy(int kind, size_t n)
 #define EMU_CNT_MEMCPY(d, s, n, k, st) (emu_note_copy((int)(k), (size_t)(n)), cudaMemcpyAsync(d, s, n, k, st))
 HDR
 printf 'extern "C" { long long vp_emu_copy_calls[4], vp_emu_copy_bytes[4]; }\n' >"$B/emu_count.cc"
-for f in nn_cuda nn_cuda_mem nn_cuda_ops nn_cuda_grad nn_cuda_segresnet nn_cuda_sliding nn_cuda_kernels nn_cuda_kernels_grad nn_cuda_train; do
+for f in nn_cuda nn_cuda_mem nn_cuda_ops nn_cuda_grad nn_cuda_segresnet nn_cuda_sliding nn_cuda_kernels nn_cuda_kernels_grad nn_cuda_train nn_cuda_loss; do
     python3 tests/gpu/emu/prep.py "lib/cuda/$f.cu" emu_rt.h | sed 's/\bcudaMemcpyAsync(/EMU_CNT_MEMCPY(/g' >"$B/$f.cc" &&
         "$CXX" "${FL[@]}" -include "$B/emu_count.h" -c -o "$B/$f.o" "$B/$f.cc" || exit 1
 done

@@ -11,12 +11,23 @@
  *           copies up only the batch and each used output's logit gradient, down only the logits,
  *           at most 1 + outputs copies each way whatever the depth, while the staged step copies
  *           many times that; the optimizer step copies down only the norm partials;
- *   arena   the device arena serves the 2nd and 3rd steps without a new allocation.
+ *   arena   the device arena serves the 2nd and 3rd steps without a new allocation;
+ *   loss    the device loss (nn_cuda_loss.h) against vp_loss_eval (f64 on the host) for every
+ *           configuration (MONAI / nnU-Net, background in or out, batch Dice, smooth terms, the
+ *           1e-8 floor of an absent class, weights and loss scale, a deep-supervision target
+ *           downsampled on the host): loss within 1e-5 relative, dlogits within 1e-5 absolute
+ *           and 1e-5 relative to their largest; an evaluation copies nothing up, one scalar down;
+ *   hostloss the tape step with the loss on the device (default) against the same tape with
+ *           VP_TRAIN_HOST_LOSS=1 (the loss on the host): weights within 1e-5 relative per tensor
+ *           after each of the 3 steps; the device-loss step copies up the batch and its targets
+ *           (2 copies), down only the loss scalars (8 bytes per output).
  * --layout ncdhw|ndhwc sets VP_TRAIN_LAYOUT (the device activations' layout; default NCDHW;
  * ndhwc fails so far: the forward's shape checks refuse channels-last activations).
  * Exit: 0 all pass, 1 a check failed, 4 no CUDA backend. One line per check ("ok ..." / "FAIL ..."). */
 #include "nn_cuda.h"
+#include "nn_cuda_loss.h"
 #include "nn_cuda_train.h"
+#include "nn_loss.h"
 #include "nn_train_int.h"
 #include "train_check.h"
 #include "util.h"
@@ -77,7 +88,7 @@ static void die(const char *what)
 
 /* 3 steps of the CPU path (mc), the staged GPU path (ms) and the device tape (mt); maxout: the
  * network's outputs (deep supervision heads included) */
-static void run(const char *name, vp_trainable *mc, vp_trainable *ms, vp_trainable *mt, const vp_optim_cfg *oc,
+static void run(const char *name, vp_trainable *mc, vp_trainable *ms, vp_trainable *mt, vp_trainable *mh, const vp_optim_cfg *oc,
                 const vp_loss_cfg *lc, const batch *b, int maxout, float lr)
 {
     int64_t n;
@@ -85,9 +96,12 @@ static void run(const char *name, vp_trainable *mc, vp_trainable *ms, vp_trainab
     float *Gc = vp_trainable_flat_grads(mc, NULL), *Gs = vp_trainable_flat_grads(ms, NULL);
     vp_optim *ocpu = vp_optim_new(oc, n), *os = vp_optim_new(oc, n), *ot = vp_optim_new(oc, n);
     vp_cuda_opt *opt_s = vp_cuda_opt_new(be, oc, os, Ps, n), *opt_t = vp_cuda_opt_new(be, oc, ot, vp_trainable_flat_params(mt, NULL), n);
-    if (!opt_s || !opt_t) die("vp_cuda_opt_new");
+    vp_optim *oh = vp_optim_new(oc, n);
+    vp_cuda_opt *opt_h = vp_cuda_opt_new(be, oc, oh, vp_trainable_flat_params(mh, NULL), n);
+    if (!opt_s || !opt_t || !opt_h) die("vp_cuda_opt_new");
     if (vp_trainable_bind_device(mt, be, vp_cuda_opt_dev_params(opt_t), vp_cuda_opt_dev_grads(opt_t))) die("bind");
-    float *Gt = vp_malloc((size_t)n * sizeof *Gt), *Pt = vp_malloc((size_t)n * sizeof *Pt);
+    if (vp_trainable_bind_device(mh, be, vp_cuda_opt_dev_params(opt_h), vp_cuda_opt_dev_grads(opt_h))) die("bind");
+    float *Gt = vp_malloc((size_t)n * sizeof *Gt), *Pt = vp_malloc((size_t)n * sizeof *Pt), *Ph = vp_malloc((size_t)n * sizeof *Ph);
     const char *where = "";
     /* the most the loss can move each way: maxout outputs of at most the input's resolution */
     const int64_t logit_bytes = maxout * vp_tensor_numel(b->x) * mc->classes * 4;
@@ -101,6 +115,14 @@ static void run(const char *name, vp_trainable *mc, vp_trainable *ms, vp_trainab
         c0 = count();
         if (vp_train_step_grads(mt, be, b->x, b->t, lc, &lt)) die("tape step");
         copies ct = since(c0);
+        double lh;
+        setenv("VP_TRAIN_HOST_LOSS", "1", 1);
+        c0 = count();
+        if (vp_train_step_grads(mh, be, b->x, b->t, lc, &lh)) die("tape step, host loss");
+        copies ch = since(c0);
+        unsetenv("VP_TRAIN_HOST_LOSS");
+        check(fabs(lt - lh) <= 1e-5 * fabs(lh), "%s step %d: loss device %.12g host %.12g (rel %.3g)", name, s, lt, lh,
+              fabs(lt - lh) / fabs(lh));
         if (s == 1) allocs = mt->pool.allocs;
         if (s == 2) check(mt->pool.allocs == allocs, "%s step %d: the device arena allocated %lld buffers (0 wanted)", name, s,
                           (long long)(mt->pool.allocs - allocs));
@@ -114,9 +136,14 @@ static void run(const char *name, vp_trainable *mc, vp_trainable *ms, vp_trainab
               memcmp(Gt, Gs, (size_t)n * sizeof *Gt) ? "" : ", bit-identical");
         if (vp_emu_copy_calls) {
             const int64_t xb = vp_tensor_numel(b->x) * 4;
-            check(ct.up <= 1 + maxout && ct.down <= maxout && ct.up_bytes <= xb + logit_bytes && ct.down_bytes <= logit_bytes,
-                  "%s step %d: tape step copies %lld up (%lld bytes; batch %lld + logits <= %lld), %lld down (%lld bytes)", name, s,
-                  ct.up, ct.up_bytes, (long long)xb, (long long)logit_bytes, ct.down, ct.down_bytes);
+            const int64_t tb = vp_tensor_numel(b->x) / b->x->shape[1] * 4; /* full-resolution targets */
+            check(ct.up == 2 && ct.down >= 1 && ct.down <= maxout && ct.up_bytes <= xb + maxout * tb && ct.down_bytes == 8 * ct.down,
+                  "%s step %d: tape step, device loss: copies %lld up (%lld bytes: batch %lld + targets), %lld down (%lld bytes: "
+                  "the loss scalars)", name, s, ct.up, ct.up_bytes, (long long)xb, ct.down, ct.down_bytes);
+            check(ch.up <= 1 + maxout && ch.down <= maxout && ch.up_bytes <= xb + logit_bytes && ch.down_bytes <= logit_bytes &&
+                  ch.down_bytes > ct.down_bytes,
+                  "%s step %d: tape step, VP_TRAIN_HOST_LOSS=1: copies %lld up (%lld bytes; batch %lld + logits <= %lld), %lld down "
+                  "(%lld bytes)", name, s, ch.up, ch.up_bytes, (long long)xb, (long long)logit_bytes, ch.down, ch.down_bytes);
             check(cs.up > 4 * ct.up && cs.down > 4 * ct.down, "%s step %d: the staged step copies %lld up, %lld down (the counter sees them)",
                   name, s, cs.up, cs.down);
         }
@@ -130,7 +157,11 @@ static void run(const char *name, vp_trainable *mc, vp_trainable *ms, vp_trainab
                   co.up, co.down);
         check(fabs(nt - ncpu) <= tol * ncpu && fabs(nt - ns) <= tol * ns, "%s step %d: gradient norm tape %.9g staged %.9g cpu %.9g%s",
               name, s, nt, ns, ncpu, oc->clip_norm > 0 && ncpu > oc->clip_norm ? " (clipped)" : "");
-        if (vp_cuda_opt_download(opt_t, Pt)) die("download weights");
+        if (vp_cuda_opt_step(opt_h, lr, NULL, NULL, NULL, NULL)) die("tape optimizer, host loss");
+        if (vp_cuda_opt_download(opt_t, Pt) || vp_cuda_opt_download(opt_h, Ph)) die("download weights");
+        double wh = worst_rel(mc, Pt, Ph, 1e-3 * maxabs(Ph, n), &where);
+        check(wh <= 1e-5, "%s step %d: weights, tape with device loss vs host loss (VP_TRAIN_HOST_LOSS=1) max rel %.3g (%s)%s", name,
+              s, wh, where, memcmp(Pt, Ph, (size_t)n * sizeof *Pt) ? "" : ", bit-identical");
         double w1 = worst_rel(mc, Pt, Pc, 1e-3 * maxabs(Pc, n), &where);
         double w2 = worst_rel(mc, Pt, Ps, 1e-3 * maxabs(Ps, n), &where);
         check(w1 <= tol && w2 <= tol, "%s step %d: weights after the update, tape vs cpu max rel %.3g, vs staged %.3g%s", name, s, w1,
@@ -145,11 +176,83 @@ static void run(const char *name, vp_trainable *mc, vp_trainable *ms, vp_trainab
     check(yt->device == 0 && vp_tensor_same_shape(yt, ys) && d <= tol * fmax(maxabs(ys->data, ny), 1e-6),
           "%s: forward of the bound model: host logits, max |tape - staged| %.3g", name, d);
     vp_tensor_free(&yt), vp_tensor_free(&ys);
-    if (vp_trainable_bind_device(mt, NULL, NULL, NULL)) die("unbind");
+    if (vp_trainable_bind_device(mt, NULL, NULL, NULL) || vp_trainable_bind_device(mh, NULL, NULL, NULL)) die("unbind");
     check(mt->pool.n == 0 && mt->pool.bytes == 0, "%s: unbinding releases the device arena (%d buffers left)", name, mt->pool.n);
-    vp_cuda_opt_free(&opt_s), vp_cuda_opt_free(&opt_t);
-    vp_optim_free(&ocpu), vp_optim_free(&os), vp_optim_free(&ot);
-    free(Gt), free(Pt);
+    vp_cuda_opt_free(&opt_s), vp_cuda_opt_free(&opt_t), vp_cuda_opt_free(&opt_h);
+    vp_optim_free(&ocpu), vp_optim_free(&os), vp_optim_free(&ot), vp_optim_free(&oh);
+    free(Gt), free(Pt), free(Ph);
+}
+
+/* one loss configuration on random logits (N, C, d, h, w): device vs vp_loss_eval; absent > 0:
+ * class C-1 never in the target and its logits -60 (its Dice denominator below nnU-Net's 1e-8
+ * floor when the smooth terms are 0); ds: the target is the full-resolution one (2d, 2h, 2w - 1)
+ * downsampled on the host as for a deep-supervision output */
+static void loss_case(const char *what, vp_loss_cfg lc, int N, int C, int d, int h, int w, double weight, int absent, int ds,
+                      uint64_t seed)
+{
+    const int64_t sh[5] = {N, C, d, h, w}, V = (int64_t)d * h * w;
+    vp_tensor *z = vp_tensor_new(5, sh), *dz = vp_tensor_new(5, sh), *hz = vp_tensor_new(5, sh);
+    vp_tensor *zd = vp_cuda_tensor_new(0, 5, sh), *dzd = vp_cuda_tensor_new(0, 5, sh);
+    if (!zd || !dzd) die("device tensors");
+    int32_t *t = vp_malloc((size_t)(N * V) * sizeof *t);
+    uint64_t r = seed;
+    for (int64_t i = 0; i < vp_tensor_numel(z); i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        z->data[i] = ((float)(r >> 40) / 16777216.0f - 0.5f) * 8.0f;
+        if (absent && (i / V) % C == C - 1) z->data[i] = -60.0f;
+    }
+    const int lab = absent ? C - 1 : C;
+    if (ds) { /* the full-resolution target, downsampled */
+        const int64_t id[3] = {2 * d, 2 * h, 2 * w - 1}, od[3] = {d, h, w}, nf = N * id[0] * id[1] * id[2];
+        int32_t *full = vp_malloc((size_t)nf * sizeof *full);
+        for (int64_t i = 0; i < nf; i++) r = r * 6364136223846793005ull + 1442695040888963407ull, full[i] = (int32_t)((r >> 33) % (uint64_t)lab);
+        vp_loss_downsample_target(full, N, id, od, t);
+        free(full);
+    } else {
+        for (int64_t i = 0; i < N * V; i++) r = r * 6364136223846793005ull + 1442695040888963407ull, t[i] = (int32_t)((r >> 33) % (uint64_t)lab);
+    }
+    double lh, ld;
+    if (vp_loss_eval(&lc, z, t, weight, &lh, dz)) die("vp_loss_eval");
+    int32_t *td = vp_cuda_targets_upload(be, t, N * V);
+    if (!td || vp_cuda_upload(zd, z)) die("loss upload");
+    copies c0 = count();
+    if (vp_cuda_loss_eval(be, &lc, zd, td, weight, &ld, dzd)) die("vp_cuda_loss_eval");
+    copies ce = since(c0);
+    if (vp_cuda_download(hz, dzd)) die("loss download");
+    double dmax = 0, ref = maxabs(dz->data, vp_tensor_numel(dz));
+    for (int64_t i = 0; i < vp_tensor_numel(dz); i++) dmax = fmax(dmax, fabs((double)hz->data[i] - dz->data[i]));
+    if (!(dmax <= dmax)) dmax = INFINITY; /* NaN fails */
+    check(fabs(ld - lh) <= 1e-5 * fabs(lh) && dmax <= 1e-5 * (weight > 1 ? weight : 1) && dmax <= 1e-5 * ref,
+          "loss %s (N %d C %d %dx%dx%d, weight %g): device %.12g host %.12g (rel %.2g); dlogits max |diff| %.3g (%.2g of max %.3g)",
+          what, N, C, d, h, w, weight, ld, lh, fabs(ld - lh) / fabs(lh), dmax, dmax / ref, ref);
+    if (vp_emu_copy_calls)
+        check(ce.up == 0 && ce.down == 1 && ce.down_bytes == 8, "loss %s: the evaluation copies %lld up, %lld down (%lld bytes: the scalar)",
+              what, ce.up, ce.down, ce.down_bytes);
+    vp_cuda_targets_free(be, &td);
+    vp_cuda_tensor_free(&zd), vp_cuda_tensor_free(&dzd);
+    vp_tensor_free(&z), vp_tensor_free(&dz), vp_tensor_free(&hz);
+    free(t);
+}
+
+static void loss_checks(void)
+{
+    vp_loss_cfg m = vp_loss_cfg_default(VP_LOSS_DICECE), u = vp_loss_cfg_default(VP_LOSS_NNUNET_DCCE), c;
+    loss_case("monai default", m, 2, 3, 5, 6, 37, 1.0, 0, 0, 1);
+    c = m, c.batch_dice = 1;
+    loss_case("monai batch dice", c, 2, 4, 3, 7, 29, 1.0, 0, 0, 2);
+    c = m, c.include_background = 0;
+    loss_case("monai no background", c, 3, 3, 4, 5, 31, 1.0, 0, 0, 3);
+    c = m, c.smooth_nr = 0, c.smooth_dr = 1e-3f;
+    loss_case("monai smooth 0/1e-3, absent class", c, 2, 3, 4, 4, 33, 1.0, 1, 0, 4);
+    loss_case("nnunet default (batch dice, no background)", u, 2, 3, 5, 6, 37, 1.0, 0, 0, 5);
+    c = u, c.batch_dice = 0;
+    loss_case("nnunet per-case dice", c, 2, 4, 3, 8, 25, 0.5, 0, 0, 6);
+    c = u, c.include_background = 1, c.smooth_nr = c.smooth_dr = 1.0f;
+    loss_case("nnunet background, smooth 1", c, 1, 2, 6, 6, 30, 1.0, 0, 0, 7);
+    c = u, c.smooth_nr = c.smooth_dr = 0;
+    loss_case("nnunet smooth 0, absent class (1e-8 floor)", c, 2, 3, 4, 5, 21, 1.0, 1, 0, 8);
+    loss_case("nnunet ds output (target downsampled on the host), weight 0.2857", u, 2, 3, 3, 4, 9, 0.2857142857142857, 0, 1, 9);
+    loss_case("monai loss scale 65536", m, 2, 3, 4, 6, 35, 65536.0, 0, 0, 10);
 }
 
 int main(int argc, char **argv)
@@ -160,38 +263,42 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
         else if (!strcmp(argv[i], "--layout") && i + 1 < argc) setenv("VP_TRAIN_LAYOUT", argv[++i], 1);
-        else return fprintf(stderr, "usage: test_cuda_tape [--tol T] [--only segresnet|unet] [--backend cuda:N:MATH] [--layout ncdhw|ndhwc]\n"), 2;
+        else return fprintf(stderr, "usage: test_cuda_tape [--tol T] [--only loss|segresnet|unet|unet4] [--backend cuda:N:MATH] [--layout ncdhw|ndhwc]\n"), 2;
     }
     if (!(be = vp_nn_backend_get(backend))) return 4;
     if (!vp_emu_copy_calls) printf("test_cuda_tape: copy counts skipped (not the emulated runtime)\n");
     printf("test_cuda_tape: %s, device activations %s\n", be->name, getenv("VP_TRAIN_LAYOUT") ? getenv("VP_TRAIN_LAYOUT") : "ncdhw");
+    if (!only || !strcmp(only, "loss")) loss_checks();
     if (!only || !strcmp(only, "segresnet")) {
         batch b = make_batch(2, 16, 16, 16, 3);
         vp_segresnet_cfg c = {.in_channels = 1, .out_channels = 3, .init_filters = 8, .norm_groups = 4, .n_down = 2,
                               .blocks_down = {1, 2}, .n_up = 1, .blocks_up = {1}, .eps = 1e-5f};
-        vp_trainable *mc = vp_trainable_new_segresnet(&c, 7), *ms = vp_trainable_new_segresnet(&c, 7), *mt = vp_trainable_new_segresnet(&c, 7);
+        vp_trainable *mc = vp_trainable_new_segresnet(&c, 7), *ms = vp_trainable_new_segresnet(&c, 7), *mt = vp_trainable_new_segresnet(&c, 7),
+                     *mh = vp_trainable_new_segresnet(&c, 7);
         vp_optim_cfg oc = vp_optim_cfg_default(VP_OPTIM_ADAMW);
         vp_loss_cfg lc = vp_loss_cfg_default(VP_LOSS_DICECE);
-        run("segresnet adamw", mc, ms, mt, &oc, &lc, &b, 1, 1e-3f);
-        vp_trainable_free(&mc), vp_trainable_free(&ms), vp_trainable_free(&mt);
+        run("segresnet adamw", mc, ms, mt, mh, &oc, &lc, &b, 1, 1e-3f);
+        vp_trainable_free(&mc), vp_trainable_free(&ms), vp_trainable_free(&mt), vp_trainable_free(&mh);
         vp_tensor_free(&b.x), free(b.t);
     }
-    if (!only || !strcmp(only, "unet")) {
+    for (int ns = 3; ns <= 4; ns++) { /* unet4: 3 outputs, 2 with weight (a downsampled target on the device) */
+        if (only && strcmp(only, ns == 3 ? "unet" : "unet4")) continue;
         batch b = make_batch(2, 8, 16, 16, 3);
-        vp_unet_cfg u = {.in_ch = 1, .n_classes = 3, .n_stages = 3, .features = {4, 8, 16}, .conv_bias = 1, .norm_eps = 1e-5f,
+        vp_unet_cfg u = {.in_ch = 1, .n_classes = 3, .n_stages = ns, .features = {4, 8, 16, 16}, .conv_bias = 1, .norm_eps = 1e-5f,
                          .slope = 0.01f, .patch = {8, 16, 16}};
-        for (int s = 0; s < 3; s++) {
+        for (int s = 0; s < ns; s++) {
             for (int k = 0; k < 3; k++) u.kernel[s][k] = 3, u.stride[s][k] = s ? 2 : 1;
             u.n_conv[s] = 2;
-            if (s < 2) u.n_conv_dec[s] = 2;
+            if (s < ns - 1) u.n_conv_dec[s] = 2;
         }
         u.stride[1][0] = 1; /* anisotropic first downsampling (1, 2, 2) */
-        vp_trainable *mc = vp_trainable_new_unet(&u, 9), *ms = vp_trainable_new_unet(&u, 9), *mt = vp_trainable_new_unet(&u, 9);
+        vp_trainable *mc = vp_trainable_new_unet(&u, 9), *ms = vp_trainable_new_unet(&u, 9), *mt = vp_trainable_new_unet(&u, 9),
+                     *mh = vp_trainable_new_unet(&u, 9);
         vp_optim_cfg oc = vp_optim_cfg_default(VP_OPTIM_SGD);
         oc.clip_norm = 0.05f; /* small enough that clipping acts */
         vp_loss_cfg lc = vp_loss_cfg_default(VP_LOSS_NNUNET_DCCE);
-        run("unet sgd+ds+clip", mc, ms, mt, &oc, &lc, &b, 2, 1e-2f);
-        vp_trainable_free(&mc), vp_trainable_free(&ms), vp_trainable_free(&mt);
+        run(ns == 3 ? "unet sgd+ds+clip" : "unet4 sgd+ds(3 outputs)+clip", mc, ms, mt, mh, &oc, &lc, &b, ns - 1, 1e-2f);
+        vp_trainable_free(&mc), vp_trainable_free(&ms), vp_trainable_free(&mt), vp_trainable_free(&mh);
         vp_tensor_free(&b.x), free(b.t);
     }
     printf("test_cuda_tape: %d passed, %d failed\n", n_pass, n_fail);
