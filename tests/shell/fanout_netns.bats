@@ -181,7 +181,7 @@ EOF
     cat "$T/fo.log" "$T/raw.txt"
     [ "$st" -eq 0 ]
     grep -q "CURVE encryption on (libzmq .* with libsodium)" "$T/fo.log"
-    grep "refused a peer from 10.77.2.2: unknown key" "$T/fo.log" | grep -qF "$(cat "$T/keys/stranger.pub")"
+    grep "refused a peer from 10.77.2.2: unknown key" "$T/fo.log" | grep -qF -- "$(cat "$T/keys/stranger.pub")"
     grep -qF "admitted $(cat "$T/keys/nodea.pub") from 10.77.1.2" "$T/fo.log"
     grep -q "summary: 6 cases read, 6 written" "$T/fo.log"
     grep -Eq "worker good#[0-9]+ +6 done" "$T/fo.log"
