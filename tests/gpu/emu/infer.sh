@@ -42,6 +42,8 @@ rc=0
 ok() { echo "ok   emulated infer-ressegnet: $*"; }
 bad() { echo "FAIL emulated infer-ressegnet: $*"; rc=1; }
 live() { sed -n 's/^emu: \([0-9]*\) device allocations live.*/\1/p' "$1"; }
+# shellcheck source=tests/gpu/emu/oom_case.sh
+. tests/gpu/emu/oom_case.sh
 
 # --prefetch (the default for cuda: the next case read, preprocessed and staged in pinned memory on
 # a reader thread while this one runs on the device): a stream of 3 small cases gives the same
@@ -155,17 +157,6 @@ prefetch_checks
 # never fits whole at these budgets, so the tiled path runs -- the aggregation band, the band of
 # labels, and the network's forward pass on one window (even one batch does not fit). Each: exit 4, the reason on stderr, no output, no device memory left behind.
 for spec in "64:cannot put the model on the device" "330:for the f32 aggregation band" "460:for a band of labels" "490:for activation"; do
-    kib=${spec%%:*} where=${spec#*:}
-    rm -f "$W/oom.vxp"
-    EMU_DEVICE_KIB=$kib "$P" --backend cuda --overlap 0.25 -m "$M" -i "$W/ct2.vxp" -o "$W/oom.vxp" >"$W/oom$kib.out" 2>"$W/oom$kib.err"
-    e=$?
-    why="exit $e, stdout $(wc -c <"$W/oom$kib.out") bytes, $(grep '^emu:' "$W/oom$kib.err")"
-    if [ $e -eq 4 ] && grep -q 'out of device memory' "$W/oom$kib.err" && grep -q "$where" "$W/oom$kib.err" && [ ! -s "$W/oom$kib.out" ] &&
-        [ ! -e "$W/oom.vxp" ] && ! ls "$W"/.oom.vxp.* >/dev/null 2>&1 && grep -q ' 0 bad frees' "$W/oom$kib.err" && [ -n "$base" ] &&
-        [ "$(live "$W/oom$kib.err")" -le "$base" ]; then
-        ok "out of device memory at $kib KiB ($where): $why; \"$(grep -m1 'out of device memory' "$W/oom$kib.err" | cut -c1-120)\""
-    else
-        bad "out of device memory at $kib KiB (expected: $where): $why (a successful run leaves ${base:-?} live); stderr: $(grep -v '^emu:' "$W/oom$kib.err" | tail -3)"
-    fi
+    oom_case "${spec%%:*}" "${spec#*:}" --backend cuda --overlap 0.25 -m "$M" -i "$W/ct2.vxp"
 done
 exit $rc

@@ -72,6 +72,8 @@ echo "emulated test_cuda_unet --quick: exit $e; $(printf '%s\n' "$out" | tail -1
 ok() { echo "ok   emulated infer-unet: $*"; }
 bad() { echo "FAIL emulated infer-unet: $*"; rc=1; }
 live() { sed -n 's/^emu: \([0-9]*\) device allocations live.*/\1/p' "$1"; }
+# shellcheck source=tests/gpu/emu/oom_case.sh
+. tests/gpu/emu/oom_case.sh
 cpu() { # tag input infer-args...: a cpu reference run
     local tag=$1 in=$2; shift 2
     "$P" --backend cpu -i "$W/$in.vxp" -o "$W/$tag.vxp" "$@" 2>"$W/$tag.err" || { bad "cpu run $tag ($*) failed: $(tail -2 "$W/$tag.err")"; exit 1; }
@@ -121,17 +123,6 @@ base=$(live "$W/res_f16agg.err")
 # band, and in the network's forward pass on a tile (everything else is allocated by then). Each: exit 4, the reason on
 # stderr, no output, no device memory left behind.
 for spec in "100:cannot put the model on the device" "300:for the input image" "400:for the f16 aggregation band" "1000:for activation (1,4,"; do
-    kib=${spec%%:*} where=${spec#*:}
-    rm -f "$W/oom.vxp"
-    EMU_DEVICE_KIB=$kib "$P" --backend cuda -m "$RES" -i "$W/dc.vxp" -o "$W/oom.vxp" >"$W/oom$kib.out" 2>"$W/oom$kib.err"
-    e=$?
-    why="exit $e, stdout $(wc -c <"$W/oom$kib.out") bytes, $(grep '^emu:' "$W/oom$kib.err")"
-    if [ $e -eq 4 ] && grep -q 'out of device memory' "$W/oom$kib.err" && grep -q "$where" "$W/oom$kib.err" && [ ! -s "$W/oom$kib.out" ] &&
-        [ ! -e "$W/oom.vxp" ] && ! ls "$W"/.oom.vxp.* >/dev/null 2>&1 && grep -q ' 0 bad frees' "$W/oom$kib.err" && [ -n "$base" ] &&
-        [ "$(live "$W/oom$kib.err")" -le "$base" ]; then
-        ok "out of device memory at $kib KiB ($where): $why; \"$(grep -m1 'out of device memory' "$W/oom$kib.err" | cut -c1-120)\""
-    else
-        bad "out of device memory at $kib KiB (expected: $where): $why (a successful run leaves ${base:-?} live); stderr: $(grep -v '^emu:' "$W/oom$kib.err" | tail -3)"
-    fi
+    oom_case "${spec%%:*}" "${spec#*:}" --backend cuda -m "$RES" -i "$W/dc.vxp"
 done
 exit $rc
