@@ -1,7 +1,7 @@
 /* gzstream.h - streaming gzip decompression of a file (ISA-L's igzip), for .nii.gz voxels that go
  * from the file to the output stream without ever being whole in memory.
  *
- * libdeflate (nifti.c) is the fastest whole-buffer decoder; igzip is as fast or faster and can stop
+ * libdeflate (nifti_read.c) is the fastest whole-buffer decoder; igzip is as fast or faster and can stop
  * and resume anywhere, so vol-read can decode the next piece on one core while the previous piece
  * is written out on the other. Multi-member files (several gzip members back to back, as vol-write
  * writes them) are read as one stream; every member's CRC-32 is checked when it ends.

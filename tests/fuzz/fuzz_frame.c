@@ -1,4 +1,4 @@
-/* fuzz_frame.c - libFuzzer target for the stream reader (lib/frame.c decode, lib/mpread.c, lib/endpoint.c
+/* fuzz_frame.c - libFuzzer target for the stream reader (lib/frame_read.c, frame_decode.c, lib/mpread.c, lib/endpoint.c
  * reading). Each input is read as a stream three ways: whole cases from a file (vp_case_read: known
  * remaining size), whole cases from a pipe on stdin (unknown size: the progressive-growth path), and
  * streamed volume by volume (vp_case_begin / vp_sreader_*, as streaming filters do); every case read
