@@ -29,7 +29,10 @@ int vp_nn_check_act(const char *op, const char *what, const vp_tensor *x)
     char s[96];
     if (!x || !x->data) return vp_error("%s: %s: missing tensor", op, what);
     if (x->ndim != 5) return vp_error("%s: %s: shape %s: expected 5 dimensions (N,C,D,H,W)", op, what, vp_tensor_shape_str(x, s, sizeof s));
-    if (!vp_tensor_is_contiguous(x)) return vp_error("%s: %s: not contiguous", op, what);
+    /* channels-last device activations (nn_cuda.h Layout) pass: the shape rules are the logical
+     * (N, C, D, H, W) ones, and the CUDA ops check the layouts they take */
+    if (!vp_tensor_is_contiguous(x) && !(x->device > 0 && vp_cuda_tensor_layout(x) == VP_CUDA_NDHWC))
+        return vp_error("%s: %s: not contiguous", op, what);
     return 0;
 }
 

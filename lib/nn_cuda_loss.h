@@ -32,10 +32,12 @@ int32_t *vp_cuda_targets_upload(const vp_nn_backend *be, const int32_t *host, in
 /* Release device targets (NULL-safe; sets *t to NULL). */
 void vp_cuda_targets_free(const vp_nn_backend *be, int32_t **t);
 
-/* vp_loss_eval on the device: z (N, C, D, H, W) device logits of be's device (NCDHW), target
- * N*D*H*W device class indices in [0, C) (not checked here), *loss the value (copied down,
- * synchronously), dz (z's shape, NCDHW device tensor, may be NULL) weight * d(loss)/d(z).
- * 0, or -1 after vp_error() (host tensors, another layout, shapes that disagree, C < 2). */
+/* vp_loss_eval on the device: z (N, C, D, H, W) device logits of be's device (NCDHW or NDHWC:
+ * the kernels read it in its own layout, the same sums in the same order, so the loss and dz are
+ * the same bytes in both), target N*D*H*W device class indices in [0, C) (voxel order, not checked
+ * here), *loss the value (copied down, synchronously), dz (z's shape and layout, device tensor, may
+ * be NULL) weight * d(loss)/d(z). 0, or -1 after vp_error() (host tensors, layouts that differ,
+ * shapes that disagree, C < 2). */
 int vp_cuda_loss_eval(const vp_nn_backend *be, const vp_loss_cfg *lc, const vp_tensor *z, const int32_t *target,
                       double weight, double *loss, vp_tensor *dz);
 

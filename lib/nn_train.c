@@ -12,6 +12,7 @@
 #include "nn_train.h"
 #include "heap.h"
 #include "nn_cuda.h"
+#include "nn_infer_cuda.h"
 #include "nn_cuda_loss.h"
 #include "nn_cuda_train.h"
 #include "nn_loss.h"
@@ -131,10 +132,14 @@ int vp_trainable_bind_device(vp_trainable *m, const vp_nn_backend *be, float *de
     free(m->dev);
     m->dev = NULL, m->dbe = NULL, m->dP = m->dG = NULL;
     vp_tpool_free(&m->hpool);
-    /* activations NCDHW; VP_TRAIN_LAYOUT=ndhwc asks for channels-last (for tensor cores), which
-     * the forward's shape checks (vp_nn_conv3d_shape: "not contiguous") refuse so far */
+    /* the activations' layout as inference picks it (vp_infer_cuda_layout: NDHWC, channels last,
+     * for tf32/f16/bf16, NCDHW for f32; VP_CUDA_LAYOUT=ncdhw|ndhwc overrides), VP_TRAIN_LAYOUT=
+     * ncdhw|ndhwc overriding both for the trainers alone */
     const char *lay = getenv("VP_TRAIN_LAYOUT");
-    const int layout = lay && !strcmp(lay, "ndhwc") ? VP_CUDA_NDHWC : VP_CUDA_NCDHW;
+    const int layout = lay && !strcmp(lay, "ndhwc")   ? VP_CUDA_NDHWC
+                       : lay && !strcmp(lay, "ncdhw") ? VP_CUDA_NCDHW
+                       : be                           ? vp_infer_cuda_layout(be)
+                                                      : VP_CUDA_NCDHW;
     if (vp_tpool_set_device(&m->pool, be, layout)) return -1;
     if (!be) return 0;
     if (!dev_params || !dev_grads) return vp_tpool_set_device(&m->pool, NULL, 0), vp_error("%s: no device buffers to bind", m->ops->arch);

@@ -103,8 +103,10 @@ int vp_train_step_grads(vp_trainable *m, const vp_nn_backend *be, const vp_tenso
 /* Run the steps of m on the device of CUDA backend be: forward reads the weights at dev_params,
  * backward writes the gradients to dev_grads (device memory of n floats each in the flat layout,
  * e.g. vp_cuda_opt's buffers: nn_cuda_train.h), every activation and gradient buffer is a device
- * tensor of m's arena (NCDHW; VP_TRAIN_LAYOUT=ndhwc asks for channels-last, not supported by
- * the forward's shape checks yet). A step then uploads the batch and its targets (every output's,
+ * tensor of m's arena, in the layout inference picks for be's math (vp_infer_cuda_layout: NDHWC,
+ * channels last, for tf32/f16/bf16, NCDHW for f32; VP_CUDA_LAYOUT=ncdhw|ndhwc overrides, and
+ * VP_TRAIN_LAYOUT=ncdhw|ndhwc overrides that for training alone); the loss reads the logits in
+ * their layout, weights and their gradients stay in PyTorch's layout. A step then uploads the batch and its targets (every output's,
  * packed in one copy), computes the loss and its gradient on the device (nn_cuda_loss.h) and
  * downloads only the loss scalars (VP_TRAIN_HOST_LOSS=1: the loss on the host instead, the logits
  * down and their gradient up); the host flat buffers are no longer written by steps (the caller

@@ -19,7 +19,10 @@ extern "C" {
 static const int64_t LOSS_RUN = 512; // voxels per first-level partial
 
 // row (1 + 3C) per run: ce, I[C], P[C], G[C]
-__global__ void k_loss_fwd(const float *z, const int32_t *t, int64_t N, int64_t C, int64_t V, int64_t nrun, double *part)
+// cs, vs: the logits' channel and voxel strides (V, 1 in NCDHW; 1, C in NDHWC): the same sums in
+// the same order in either layout
+__global__ void k_loss_fwd(const float *z, const int32_t *t, int64_t N, int64_t C, int64_t V, int64_t cs, int64_t vs, int64_t nrun,
+                           double *part)
 {
     GRID_STRIDE(it, N * nrun)
     {
@@ -27,14 +30,14 @@ __global__ void k_loss_fwd(const float *z, const int32_t *t, int64_t N, int64_t 
         double *row = part + it * (1 + 3 * C), *I = row + 1, *P = I + C, *G = P + C;
         for (int64_t k = 0; k < 1 + 3 * C; k++) row[k] = 0;
         for (int64_t v = v0; v < v1; v++) {
-            const float *zp = z + n * C * V + v;
+            const float *zp = z + n * C * V + v * vs;
             double mx = -INFINITY, s = 0;
-            for (int64_t c = 0; c < C; c++) mx = zp[c * V] > mx ? zp[c * V] : mx;
-            for (int64_t c = 0; c < C; c++) s += exp((double)zp[c * V] - mx);
+            for (int64_t c = 0; c < C; c++) mx = zp[c * cs] > mx ? zp[c * cs] : mx;
+            for (int64_t c = 0; c < C; c++) s += exp((double)zp[c * cs] - mx);
             const int tc = t[n * V + v];
-            row[0] -= (double)zp[tc * V] - mx - log(s);
-            for (int64_t c = 0; c < C; c++) P[c] += exp((double)zp[c * V] - mx) / s;
-            I[tc] += exp((double)zp[tc * V] - mx) / s;
+            row[0] -= (double)zp[tc * cs] - mx - log(s);
+            for (int64_t c = 0; c < C; c++) P[c] += exp((double)zp[c * cs] - mx) / s;
+            I[tc] += exp((double)zp[tc * cs] - mx) / s;
             G[tc] += 1;
         }
     }
@@ -79,32 +82,33 @@ __global__ void k_loss_final(const double *sums, int64_t nb, int64_t C, int c0, 
     out[0] = ce + dice / cnt;
 }
 
-__global__ void k_loss_bwd(const float *z, const int32_t *t, int64_t N, int64_t C, int64_t V, const double *coef,
-                           int batch_dice, double weight, float *dz)
+__global__ void k_loss_bwd(const float *z, const int32_t *t, int64_t N, int64_t C, int64_t V, int64_t cs, int64_t vs,
+                           const double *coef, int batch_dice, double weight, float *dz)
 {
     GRID_STRIDE(i, N * V)
     {
         const int64_t n = i / V, v = i % V, q = batch_dice ? 0 : n;
-        const float *zp = z + n * C * V + v;
+        const float *zp = z + n * C * V + v * vs;
         const double *cf = coef + 2 * q * C;
         const int tc = t[i];
         double mx = -INFINITY, s = 0, sd = 0;
-        for (int64_t c = 0; c < C; c++) mx = zp[c * V] > mx ? zp[c * V] : mx;
-        for (int64_t c = 0; c < C; c++) s += exp((double)zp[c * V] - mx);
-        for (int64_t c = 0; c < C; c++) sd += exp((double)zp[c * V] - mx) / s * ((c == tc ? cf[2 * c] : 0.0) - cf[2 * c + 1]);
-        float *o = dz + n * C * V + v;
+        for (int64_t c = 0; c < C; c++) mx = zp[c * cs] > mx ? zp[c * cs] : mx;
+        for (int64_t c = 0; c < C; c++) s += exp((double)zp[c * cs] - mx);
+        for (int64_t c = 0; c < C; c++) sd += exp((double)zp[c * cs] - mx) / s * ((c == tc ? cf[2 * c] : 0.0) - cf[2 * c + 1]);
+        float *o = dz + n * C * V + v * vs;
         for (int64_t c = 0; c < C; c++) {
-            const double p = exp((double)zp[c * V] - mx) / s, dp = (c == tc ? cf[2 * c] : 0.0) - cf[2 * c + 1];
+            const double p = exp((double)zp[c * cs] - mx) / s, dp = (c == tc ? cf[2 * c] : 0.0) - cf[2 * c + 1];
             double g = p * (dp - sd);                          // Dice through softmax
             g += (p - (c == tc ? 1.0 : 0.0)) / (double)(N * V); // CE
-            o[c * V] = (float)(weight * g);
+            o[c * cs] = (float)(weight * g);
         }
     }
 }
 
-static int on_device(const vp_cuda_ctx *c, const vp_tensor *t)
+// t on c's device, 5-D, in layout l (NCDHW or NDHWC; a one-channel tensor fits both)
+static int on_device(const vp_cuda_ctx *c, const vp_tensor *t, int l)
 {
-    return t->device == c->dev + 1 && t->ndim == 5 && vp_cu_is(t, VP_CUDA_NCDHW);
+    return t->device == c->dev + 1 && t->ndim == 5 && vp_cu_is(t, l);
 }
 
 extern "C" int32_t *vp_cuda_targets_upload(const vp_nn_backend *be, const int32_t *host, int64_t n)
@@ -134,10 +138,13 @@ extern "C" int vp_cuda_loss_eval(const vp_nn_backend *be, const vp_loss_cfg *lc,
 {
     if (!be || strncmp(be->name, "cuda", 4)) return vp_error("cuda loss: '%s' is not a CUDA backend", be ? be->name : "(none)");
     vp_cuda_ctx *c = ctx_of(be);
-    if (!on_device(c, z)) return vp_error("cuda loss: the logits are not an NCDHW device tensor of %s", be->name);
-    if (dz && (!on_device(c, dz) || !vp_tensor_same_shape(dz, z)))
-        return vp_error("cuda loss: the logits' gradient is not an NCDHW device tensor of the logits' shape");
+    const int l = z->device == c->dev + 1 && z->ndim == 5 && !vp_cu_is(z, VP_CUDA_NCDHW) ? VP_CUDA_NDHWC : VP_CUDA_NCDHW;
+    if (!on_device(c, z, l)) return vp_error("cuda loss: the logits are not an NCDHW or NDHWC device tensor of %s", be->name);
+    if (dz && (!on_device(c, dz, l) || !vp_tensor_same_shape(dz, z)))
+        return vp_error("cuda loss: the logits' gradient is not a device tensor of the logits' shape and layout (%s)",
+                        l == VP_CUDA_NDHWC ? "NDHWC" : "NCDHW");
     const int64_t N = z->shape[0], C = z->shape[1], V = z->shape[2] * z->shape[3] * z->shape[4];
+    const int64_t cs = l == VP_CUDA_NDHWC ? 1 : V, vs = l == VP_CUDA_NDHWC ? C : 1;
     if (C < 2) return vp_error("loss: logits have %lld channel(s); softmax losses need at least 2 classes", (long long)C);
     const int64_t nrun = (V + LOSS_RUN - 1) / LOSS_RUN, W = 1 + 3 * C, nb = lc->batch_dice ? 1 : N;
     const size_t nd = (size_t)(N * nrun * W + nb * W + 2 * nb * C + 1);
@@ -145,7 +152,7 @@ extern "C" int vp_cuda_loss_eval(const vp_nn_backend *be, const vp_loss_cfg *lc,
     CUDA_CHECK(cudaSetDevice(c->dev));
     if (!(buf = (double *)vp_cuda_tmp(c, nd * sizeof(double), "the loss's partial sums"))) return -1;
     part = buf, sums = part + N * nrun * W, coef = sums + nb * W, out = coef + 2 * nb * C;
-    k_loss_fwd<<<blocks_for(N * nrun), TPB, 0, c->stream>>>(z->data, target, N, C, V, nrun, part);
+    k_loss_fwd<<<blocks_for(N * nrun), TPB, 0, c->stream>>>(z->data, target, N, C, V, cs, vs, nrun, part);
     LAUNCH_CHECK();
     k_loss_reduce<<<blocks_for(nb * W), TPB, 0, c->stream>>>(part, N, nrun, C, nb, sums);
     LAUNCH_CHECK();
@@ -153,7 +160,7 @@ extern "C" int vp_cuda_loss_eval(const vp_nn_backend *be, const vp_loss_cfg *lc,
                                          lc->smooth_nr, lc->smooth_dr, (double)(N * V), coef, out);
     LAUNCH_CHECK();
     if (dz) {
-        k_loss_bwd<<<blocks_for(N * V), TPB, 0, c->stream>>>(z->data, target, N, C, V, coef, lc->batch_dice, weight, dz->data);
+        k_loss_bwd<<<blocks_for(N * V), TPB, 0, c->stream>>>(z->data, target, N, C, V, cs, vs, coef, lc->batch_dice, weight, dz->data);
         LAUNCH_CHECK();
     }
     if (vp_cuda_d2h(c, loss, out, sizeof *loss)) goto fail;

@@ -12,7 +12,10 @@
 #                against vp_loss_eval for every loss configuration (loss 1e-5 relative, dlogits
 #                1e-5 absolute), and the tape step with the device loss against the same with
 #                VP_TRAIN_HOST_LOSS=1 (weights within 1e-5 relative after each of 3 steps; also a
-#                4-stage PlainConvUNet whose 2nd output's target is downsampled)
+#                4-stage PlainConvUNet whose 2nd output's target is downsampled); all of it with
+#                NCDHW and with NDHWC (channels-last) device activations
+#   tape-layout  test_cuda_tape --pair: the NDHWC tape against the NCDHW tape of the same model,
+#                SegResNet and U-Net, 3 steps, f32 (1e-4) and f16 (2e-2), per-tensor relative
 #   tape-bench   one training iteration, bf16, batch 2, 3 classes, PlainConvUNet 32..256 and
 #                SegResNet init 32 on 96^3: the device tape, the staged path of before
 #                (VP_TRAIN_STAGED=1), the device tape with the loss on the host
@@ -46,11 +49,27 @@ fi
 rc=0
 : >"$LOG/tape-parity.log"
 e=0
-for lay in ncdhw; do # ndhwc: refused by the forward's shape checks so far (see nn_train.h)
+for lay in ncdhw ndhwc; do # f32 on both activation layouts, against the CPU engine and the staged path
     timeout 150 build/gpu/test_cuda_tape --layout $lay >>"$LOG/tape-parity.log" 2>&1 || e=$?
 done
 grep -v '^ok' "$LOG/tape-parity.log" | tail -20
 echo "tape-parity: $([ $e -eq 0 ] && echo PASS || echo "FAIL (exit $e)") ($(($(date +%s) - T0)) s)"
+[ $e -eq 0 ] || rc=1
+
+# tape-layout: the same model on two device tapes, NCDHW and NDHWC activations (--pair TOL), 3
+# steps: loss, every gradient, every weight within TOL relative per tensor -- f32 (1e-4: cuDNN's
+# algorithms differ per layout, the kernels sum in the same order) and f16 (2e-2: the same
+# f16-rounded operands, accumulation orders of other algorithms, 3 optimizer steps)
+: >"$LOG/tape-layout.log"
+e=0
+for cfg in "f32 1e-4" "f16 2e-2"; do
+    read -r math tol <<<"$cfg"
+    for sec in segresnet unet; do
+        timeout 60 build/gpu/test_cuda_tape --backend "cuda:0:$math" --pair "$tol" --only $sec >>"$LOG/tape-layout.log" 2>&1 || e=$?
+    done
+done
+grep -v '^ok' "$LOG/tape-layout.log" | tail -12
+echo "tape-layout: $([ $e -eq 0 ] && echo PASS || echo "FAIL (exit $e)") (NDHWC vs NCDHW tape, f32 and f16) ($(($(date +%s) - T0)) s)"
 [ $e -eq 0 ] || rc=1
 
 if [ "${SKIP_BENCH:-0}" != 1 ]; then

@@ -21,8 +21,15 @@
  *           VP_TRAIN_HOST_LOSS=1 (the loss on the host): weights within 1e-5 relative per tensor
  *           after each of the 3 steps; the device-loss step copies up the batch and its targets
  *           (2 copies), down only the loss scalars (8 bytes per output).
- * --layout ncdhw|ndhwc sets VP_TRAIN_LAYOUT (the device activations' layout; default NCDHW;
- * ndhwc fails so far: the forward's shape checks refuse channels-last activations).
+ *   pair    (--pair TOL) instead of the parity runs: the tape with NCDHW activations against the
+ *           same model's tape with NDHWC (channels-last) ones, 3 steps: loss, every gradient and
+ *           every weight within TOL relative per tensor (bit-identical is reported).
+ * --layout ncdhw|ndhwc sets VP_TRAIN_LAYOUT (the device activations' layout; default: the one
+ * inference picks for the math, NCDHW for f32, NDHWC for tf32/f16/bf16); the loss section's logits
+ * then take that layout too. Before any section the backend's lasting device allocation (the
+ * norms' scratch) is made, so each section ends with the baseline's count of live allocations;
+ * --leak keeps one device tensor past exit (the leak check's own check; --only none runs no
+ * section).
  * Exit: 0 all pass, 1 a check failed, 4 no CUDA backend. One line per check ("ok ..." / "FAIL ..."). */
 #include "nn_cuda.h"
 #include "nn_cuda_loss.h"
@@ -46,6 +53,7 @@ extern long long vp_emu_copy_bytes[4] __attribute__((weak));
 static const vp_nn_backend *be;
 static double tol = 1e-4;
 static const char *only;
+static double ptol = -1; /* --pair TOL: NCDHW vs NDHWC tapes instead of the parity runs */
 
 typedef struct batch {
     vp_tensor *x;
@@ -183,6 +191,53 @@ static void run(const char *name, vp_trainable *mc, vp_trainable *ms, vp_trainab
     free(Gt), free(Pt), free(Ph);
 }
 
+/* --pair: the device tape with NCDHW activations (ma) against the same tape with NDHWC ones (mb),
+ * 3 steps on one batch: loss, every gradient and every weight after each step within ptol relative
+ * per tensor (bit-identical reported: where the kernels sum in the same order in both layouts --
+ * InstanceNorm; GroupNorm with several channels per group sums them in another order in NDHWC --
+ * and, in the emulation, the convolutions are the reference ops on NCDHW copies); on a GPU cuDNN
+ * picks other algorithms per layout, so f16/bf16 agree within their rounding */
+static void pair(const char *name, vp_trainable *ma, vp_trainable *mb, const vp_optim_cfg *oc, const vp_loss_cfg *lc, const batch *b,
+                 float lr, double ptol)
+{
+    int64_t n;
+    vp_trainable_flat_params(ma, &n);
+    vp_optim *oa = vp_optim_new(oc, n), *ob = vp_optim_new(oc, n);
+    vp_cuda_opt *qa = vp_cuda_opt_new(be, oc, oa, vp_trainable_flat_params(ma, NULL), n);
+    vp_cuda_opt *qb = vp_cuda_opt_new(be, oc, ob, vp_trainable_flat_params(mb, NULL), n);
+    if (!qa || !qb) die("vp_cuda_opt_new");
+    setenv("VP_TRAIN_LAYOUT", "ncdhw", 1);
+    if (vp_trainable_bind_device(ma, be, vp_cuda_opt_dev_params(qa), vp_cuda_opt_dev_grads(qa))) die("bind ncdhw");
+    setenv("VP_TRAIN_LAYOUT", "ndhwc", 1);
+    if (vp_trainable_bind_device(mb, be, vp_cuda_opt_dev_params(qb), vp_cuda_opt_dev_grads(qb))) die("bind ndhwc");
+    unsetenv("VP_TRAIN_LAYOUT");
+    check(ma->pool.layout == VP_CUDA_NCDHW && mb->pool.layout == VP_CUDA_NDHWC, "%s: the tapes' arenas are NCDHW (%d) and NDHWC (%d)",
+          name, ma->pool.layout, mb->pool.layout);
+    float *Ga = vp_malloc((size_t)n * sizeof *Ga), *Gb = vp_malloc((size_t)n * sizeof *Gb);
+    float *Pa = vp_malloc((size_t)n * sizeof *Pa), *Pb = vp_malloc((size_t)n * sizeof *Pb);
+    const char *where = "";
+    for (int s = 0; s < 3; s++) {
+        double la, lb;
+        if (vp_train_step_grads(ma, be, b->x, b->t, lc, &la)) die("ncdhw tape step");
+        if (vp_train_step_grads(mb, be, b->x, b->t, lc, &lb)) die("ndhwc tape step");
+        check(fabs(la - lb) <= ptol * fabs(la), "%s step %d: loss ncdhw %.12g ndhwc %.12g (rel %.3g)", name, s, la, lb,
+              fabs(la - lb) / fabs(la));
+        if (vp_cuda_opt_download_grads(qa, Ga) || vp_cuda_opt_download_grads(qb, Gb)) die("download grads");
+        double g = worst_rel(ma, Gb, Ga, 1e-3 * maxabs(Ga, n), &where);
+        check(g <= ptol, "%s step %d: gradients ndhwc vs ncdhw max rel %.3g (%s)%s", name, s, g, where,
+              memcmp(Ga, Gb, (size_t)n * sizeof *Ga) ? "" : ", bit-identical");
+        if (vp_cuda_opt_step(qa, lr, NULL, NULL, NULL, NULL) || vp_cuda_opt_step(qb, lr, NULL, NULL, NULL, NULL)) die("optimizer");
+        if (vp_cuda_opt_download(qa, Pa) || vp_cuda_opt_download(qb, Pb)) die("download weights");
+        double w = worst_rel(ma, Pb, Pa, 1e-3 * maxabs(Pa, n), &where);
+        check(w <= ptol, "%s step %d: weights after the update ndhwc vs ncdhw max rel %.3g (%s)%s", name, s, w, where,
+              memcmp(Pa, Pb, (size_t)n * sizeof *Pa) ? "" : ", bit-identical");
+    }
+    if (vp_trainable_bind_device(ma, NULL, NULL, NULL) || vp_trainable_bind_device(mb, NULL, NULL, NULL)) die("unbind");
+    vp_cuda_opt_free(&qa), vp_cuda_opt_free(&qb);
+    vp_optim_free(&oa), vp_optim_free(&ob);
+    free(Ga), free(Gb), free(Pa), free(Pb);
+}
+
 /* one loss configuration on random logits (N, C, d, h, w): device vs vp_loss_eval; absent > 0:
  * class C-1 never in the target and its logits -60 (its Dice denominator below nnU-Net's 1e-8
  * floor when the smooth terms are 0); ds: the target is the full-resolution one (2d, 2h, 2w - 1)
@@ -192,7 +247,9 @@ static void loss_case(const char *what, vp_loss_cfg lc, int N, int C, int d, int
 {
     const int64_t sh[5] = {N, C, d, h, w}, V = (int64_t)d * h * w;
     vp_tensor *z = vp_tensor_new(5, sh), *dz = vp_tensor_new(5, sh), *hz = vp_tensor_new(5, sh);
-    vp_tensor *zd = vp_cuda_tensor_new(0, 5, sh), *dzd = vp_cuda_tensor_new(0, 5, sh);
+    const char *lay = getenv("VP_TRAIN_LAYOUT");
+    const int cl = lay && !strcmp(lay, "ndhwc"); /* the logits in the tape's layout */
+    vp_tensor *zd = cl ? vp_cuda_tensor_new_cl(0, sh) : vp_cuda_tensor_new(0, 5, sh), *dzd = cl ? vp_cuda_tensor_new_cl(0, sh) : vp_cuda_tensor_new(0, 5, sh);
     if (!zd || !dzd) die("device tensors");
     int32_t *t = vp_malloc((size_t)(N * V) * sizeof *t);
     uint64_t r = seed;
@@ -258,17 +315,36 @@ static void loss_checks(void)
 int main(int argc, char **argv)
 {
     const char *backend = "cuda:0";
+    int leak = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--tol") && i + 1 < argc) tol = atof(argv[++i]);
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--backend") && i + 1 < argc) backend = argv[++i];
         else if (!strcmp(argv[i], "--layout") && i + 1 < argc) setenv("VP_TRAIN_LAYOUT", argv[++i], 1);
-        else return fprintf(stderr, "usage: test_cuda_tape [--tol T] [--only loss|segresnet|unet|unet4] [--backend cuda:N:MATH] [--layout ncdhw|ndhwc]\n"), 2;
+        else if (!strcmp(argv[i], "--leak")) leak = 1;
+        else if (!strcmp(argv[i], "--pair") && i + 1 < argc) ptol = atof(argv[++i]);
+        else return fprintf(stderr, "usage: test_cuda_tape [--tol T] [--only loss|segresnet|unet|unet4|none] [--backend cuda:N:MATH] [--layout ncdhw|ndhwc] [--pair TOL] [--leak]\n"), 2;
     }
     if (!(be = vp_nn_backend_get(backend))) return 4;
+    /* the backend's lasting device allocation (the norms' scratch) made up front, so that every
+     * section, the loss alone included, ends with the baseline's count of emulate_train.sh's leak
+     * check: one allocation more is then a leak */
+    {
+        const int64_t sh[5] = {1, 2, 2, 2, 2};
+        vp_tensor *wx = vp_cuda_tensor_new(0, 5, sh), *wy = vp_cuda_tensor_new(0, 5, sh);
+        if (!wx || !wy || vp_cuda_zero(be, wx->data, 16) || be->group_norm(be, wx, 2, 1e-5f, NULL, NULL, wy) || vp_cuda_synchronize(0))
+            die("warm-up");
+        vp_cuda_tensor_free(&wx), vp_cuda_tensor_free(&wy);
+    }
+    if (leak) { /* the leak check's own check: one device tensor never freed */
+        static vp_tensor *kept;
+        if (!(kept = vp_cuda_tensor_new(0, 5, (int64_t[]){1, 1, 1, 1, 4}))) die("the deliberate leak");
+        printf("test_cuda_tape: --leak: one device tensor (16 bytes) left allocated at exit\n");
+    }
     if (!vp_emu_copy_calls) printf("test_cuda_tape: copy counts skipped (not the emulated runtime)\n");
-    printf("test_cuda_tape: %s, device activations %s\n", be->name, getenv("VP_TRAIN_LAYOUT") ? getenv("VP_TRAIN_LAYOUT") : "ncdhw");
-    if (!only || !strcmp(only, "loss")) loss_checks();
+    printf("test_cuda_tape: %s, device activations %s\n", be->name,
+           ptol >= 0 ? "ncdhw vs ndhwc" : getenv("VP_TRAIN_LAYOUT") ? getenv("VP_TRAIN_LAYOUT") : "as inference picks (VP_CUDA_LAYOUT or the math)");
+    if ((!only && ptol < 0) || (only && !strcmp(only, "loss"))) loss_checks();
     if (!only || !strcmp(only, "segresnet")) {
         batch b = make_batch(2, 16, 16, 16, 3);
         vp_segresnet_cfg c = {.in_channels = 1, .out_channels = 3, .init_filters = 8, .norm_groups = 4, .n_down = 2,
@@ -277,7 +353,8 @@ int main(int argc, char **argv)
                      *mh = vp_trainable_new_segresnet(&c, 7);
         vp_optim_cfg oc = vp_optim_cfg_default(VP_OPTIM_ADAMW);
         vp_loss_cfg lc = vp_loss_cfg_default(VP_LOSS_DICECE);
-        run("segresnet adamw", mc, ms, mt, mh, &oc, &lc, &b, 1, 1e-3f);
+        if (ptol >= 0) pair("segresnet adamw, ncdhw vs ndhwc", mt, mh, &oc, &lc, &b, 1e-3f, ptol);
+        else run("segresnet adamw", mc, ms, mt, mh, &oc, &lc, &b, 1, 1e-3f);
         vp_trainable_free(&mc), vp_trainable_free(&ms), vp_trainable_free(&mt), vp_trainable_free(&mh);
         vp_tensor_free(&b.x), free(b.t);
     }
@@ -297,7 +374,8 @@ int main(int argc, char **argv)
         vp_optim_cfg oc = vp_optim_cfg_default(VP_OPTIM_SGD);
         oc.clip_norm = 0.05f; /* small enough that clipping acts */
         vp_loss_cfg lc = vp_loss_cfg_default(VP_LOSS_NNUNET_DCCE);
-        run(ns == 3 ? "unet sgd+ds+clip" : "unet4 sgd+ds(3 outputs)+clip", mc, ms, mt, mh, &oc, &lc, &b, ns - 1, 1e-2f);
+        if (ptol >= 0) pair(ns == 3 ? "unet sgd+ds+clip, ncdhw vs ndhwc" : "unet4 sgd+ds+clip, ncdhw vs ndhwc", mt, mh, &oc, &lc, &b, 1e-2f, ptol);
+        else run(ns == 3 ? "unet sgd+ds+clip" : "unet4 sgd+ds(3 outputs)+clip", mc, ms, mt, mh, &oc, &lc, &b, ns - 1, 1e-2f);
         vp_trainable_free(&mc), vp_trainable_free(&ms), vp_trainable_free(&mt), vp_trainable_free(&mh);
         vp_tensor_free(&b.x), free(b.t);
     }
