@@ -107,9 +107,12 @@ static const struct vp_cmd cmd = {
     "of device memory even for one batch of windows, no GPU, or a failing CUDA/cuDNN call: a message\n"
     "naming it on stderr and exit 4, nothing written. With --prefetch on (the default for cuda) a\n"
     "reader thread reads the next case, preprocesses it and stages it in pinned host memory while\n"
-    "the device computes this one (at most one case ahead); the output is the same as with\n"
-    "--prefetch off, and an error in the next case is reported after this case is written, with\n"
-    "the same exit code.",
+    "the device computes this one (at most one case ahead), and when this case and the next both\n"
+    "fit the device's memory (the estimate above) its upload starts at once on a second CUDA\n"
+    "stream, overlapping this case's compute (-v says which cases were uploaded ahead, and why\n"
+    "not; VP_CUDA_TRACE=1 prints the device times of each copy and compute); the output is the\n"
+    "same as with --prefetch off, and an error in the next case is reported after this case is\n"
+    "written, with the same exit code.",
     opts, 0, 0,
 };
 
@@ -175,8 +178,8 @@ static int emit_row(void *ectx, int64_t d, int64_t K, const float *row)
 /* One case between its CPU part (checks, preprocessing, the network's input tensor, the output
  * volumes; on the reader thread with --prefetch on) and its inference. */
 struct job {
-    vp_tensor *x;  /* the network's input; pinned host memory when `pinned` (a fast upload) */
-    int pinned;
+    vp_tensor *x;             /* the network's input (NULL once staged) */
+    vp_infer_cuda_input *in;  /* --prefetch on cuda: x staged (pinned, maybe uploading already) */
     vp_nn_prep prep;
     struct sink s;
 };
@@ -185,8 +188,8 @@ static void job_free(void *vj)
 {
     struct job *j = vj;
     if (!j) return;
-    if (j->pinned) vp_cuda_pinned_free(&j->x);
-    else vp_tensor_free(&j->x);
+    vp_infer_cuda_input_free(&j->in);
+    vp_tensor_free(&j->x);
     vp_vol_free(&j->s.lab), vp_vol_free(&j->s.prob);
     free(j->s.l);
     free(j);
@@ -225,13 +228,10 @@ static int prep_case(vp_case *cs, void *vctx, void **out)
     }
     vp_debug("case '%s': network input %llu x %llu x %llu", cs->id, (unsigned long long)iv->dims[0],
              (unsigned long long)iv->dims[1], (unsigned long long)iv->dims[2]);
-    if (c->pin) { /* --prefetch: staged in pinned memory here, so the upload is one direct copy */
-        vp_tensor *px = vp_cuda_pinned_new(j->x->ndim, j->x->shape);
-        if (px) {
-            memcpy(px->data, j->x->data, (size_t)vp_tensor_numel(px) * sizeof(float));
-            vp_tensor_free(&j->x);
-            j->x = px, j->pinned = 1;
-        } else vp_debug("case '%s': no pinned host memory: staged through the backend's buffers", cs->id);
+    if (c->pin && !(j->in = vp_infer_cuda_stage(c->ic, &j->x, &c->sw, cs->id))) { /* pinned, and uploading when it fits */
+        vp_vol_free(&pv);
+        job_free(j);
+        return vp_error("case '%s': cannot stage the input for %s", cs->id, c->be->name), vp_cuda_exit_code(VP_ERR_RUNTIME);
     }
     const int K = cfg->out_channels;
     uint64_t dims[4] = {iv->dims[0], iv->dims[1], iv->dims[2], 1};
@@ -252,13 +252,14 @@ static int run_case(vp_case *cs, void *vctx, void *vj)
     struct ctx *c = vctx;
     struct job *j = vj;
     struct sink *sp = &j->s;
-    const vp_tensor *x = j->x;
+    const vp_tensor *x = j->x; /* NULL when staged */
     const int K = c->cfg.out_channels;
     char ctxs[VP_MAX_ID + 300];
     snprintf(ctxs, sizeof ctxs, "case '%s': volume '%s'", cs->id, vol_name);
     int rc;
     if (c->ic) { /* --prob: the softmax of each final row as it comes back (the labels are the device's) */
-        rc = vp_infer_cuda_run(c->ic, x, &c->sw, sp->lab, want_prob ? emit_row : NULL, sp);
+        rc = j->in ? vp_infer_cuda_run_staged(c->ic, j->in, &c->sw, sp->lab, want_prob ? emit_row : NULL, sp)
+                   : vp_infer_cuda_run(c->ic, x, &c->sw, sp->lab, want_prob ? emit_row : NULL, sp);
         vp_debug("case '%s': %s: %s, device memory peak %.1f MiB", cs->id, c->be->name,
                  vp_infer_cuda_tiled(c->ic) ? "tiled path (the case did not fit on the device)" : "whole volume on the device",
                  vp_infer_cuda_peak_bytes(c->ic) / 1048576.0);
@@ -275,8 +276,7 @@ static int run_case(vp_case *cs, void *vctx, void *vj)
         free(row);
         vp_tensor_free(&y);
     }
-    if (j->pinned) vp_cuda_pinned_free(&j->x); /* the input is not needed any more */
-    else vp_tensor_free(&j->x);
+    vp_tensor_free(&j->x); /* the input is not needed any more (a staged one is released by the run) */
     if (rc) {
         vp_error("case '%s': inference failed (backend %s)", cs->id, c->be->name);
         return vp_infer_cuda_is_cuda(c->be) ? vp_cuda_exit_code(VP_ERR_RUNTIME) : VP_ERR_RUNTIME;
@@ -360,7 +360,9 @@ int main(int argc, char **argv)
     /* --prefetch (cuda): the next case is read, preprocessed and staged in pinned memory on a reader
      * thread while this one runs on the device; the output is the same */
     c.pin = c.ic && prefetch == 0;
-    if (c.pin) vp_debug("--prefetch on: the next case is read and preprocessed (into pinned memory) while this one runs");
+    if (c.pin)
+        vp_debug("--prefetch on: the next case is read and preprocessed (into pinned memory) while this one runs, and uploaded on "
+                 "the copy stream when both fit the device");
     int rc = c.pin ? vp_filter_run_prefetch(cmd.name, in_spec, out_spec, prep_case, run_case, job_free, &c)
                    : vp_filter_run(cmd.name, in_spec, out_spec, step, &c);
     vp_infer_cuda_free(&c.ic);

@@ -215,6 +215,58 @@ vp_cuda_segresnet *vp_cuda_segresnet_load(const vp_nn_backend *be, const vp_safe
 int vp_cuda_segresnet_forward(const vp_cuda_segresnet *m, const vp_tensor *x, vp_tensor *y);
 void vp_cuda_segresnet_free(vp_cuda_segresnet **m);
 
+/* ---- the next case's upload overlapped with this case's compute (lib/cuda/nn_cuda_mem.cu; used
+ * by nn_infer_cuda.h's staged inputs, infer-ressegnet --prefetch). Each device has, besides the
+ * backend's (compute) stream, a copy stream created on first use. A reader thread copies case
+ * k+1's pinned input into device memory on the copy stream and records an event after it; the
+ * compute stream waits for that event (cudaStreamWaitEvent, no host wait) before case k+1's
+ * kernels read it. The device memory comes from the stream-ordered pool on the copy stream and is
+ * freed with cudaFreeAsync on the compute stream after the last kernel that reads it, so the
+ * pool never hands it to another stream (the next copy included) before that point. */
+
+/* Select device `ordinal` for the calling thread (cudaSetDevice), so that what another thread than
+ * the backend's allocates (pinned memory, events) belongs to that device and creates no context
+ * on GPU 0. 0, or -1 after vp_error(). */
+int vp_cuda_use_device(int ordinal);
+
+/* vp_cuda_pinned_new for callers that go on without pinned memory: NULL with the reason in why (n
+ * bytes), nothing printed and no device failure recorded. VP_CUDA_NO_PINNED=1 makes it fail
+ * (tests). Free with vp_cuda_pinned_free. */
+vp_tensor *vp_cuda_pinned_try(int ndim, const int64_t *shape, char *why, size_t n);
+
+/* Device bytes this process may still use on device `ordinal`: free memory plus the
+ * stream-ordered pool's unused reserve, within VP_CUDA_MEM_LIMIT_MIB when that is set (the
+ * measure of vp_cuda_sliding_window's choice of the tiled path). 0 without a backend there. */
+size_t vp_cuda_mem_available(int ordinal);
+
+/* A host tensor being copied to the device on the copy stream. */
+typedef struct vp_cuda_ahead vp_cuda_ahead;
+
+/* Start copying host (contiguous; pinned, or the copy is not asynchronous) into a new contiguous
+ * (NCDHW) device tensor of the same shape on device `ordinal` (its backend exists) on the copy
+ * stream, an event recorded after it; any thread (it selects the device). The host memory must
+ * stay until vp_cuda_ahead_free. label names the copy in VP_CUDA_TRACE=1 lines. NULL with the
+ * reason in why (n bytes) and nothing printed when the device memory cannot be had (the caller
+ * uploads when the case runs instead). */
+vp_cuda_ahead *vp_cuda_ahead_upload(int ordinal, const vp_tensor *host, const char *label, char *why, size_t n);
+/* The device tensor, the compute stream made to wait for the copy's event first (work queued on
+ * the backend's stream afterwards sees the data; the host does not wait). NULL after vp_error(). */
+const vp_tensor *vp_cuda_ahead_tensor(vp_cuda_ahead *a);
+/* Release: the compute stream waits for the copy (if it did not yet), the device memory is freed
+ * on the compute stream (stream-ordered: after the work queued there that reads it), and the host
+ * waits for the copy's end (the host tensor may be freed afterwards). Any thread; NULL-safe; sets
+ * *a to NULL. With VP_CUDA_TRACE=1 prints "PROG: cuda:N: trace: copy LABEL T0..T1 ms" on stderr. */
+void vp_cuda_ahead_free(vp_cuda_ahead **a);
+
+/* VP_CUDA_TRACE=1 (else both do nothing and begin returns NULL): a span of the compute stream of
+ * device `ordinal`, timed by events recorded on it. end records its end, waits for it and prints
+ * "PROG: cuda:N: trace: LABEL T0..T1 ms" on stderr; times are ms since the device's first traced
+ * call, on the same clock as the copies' lines (the check that a copy ran inside a compute span:
+ * tests/gpu/check_overlap.sh). NULL-safe; sets *s to NULL. */
+typedef struct vp_cuda_span vp_cuda_span;
+vp_cuda_span *vp_cuda_span_begin(int ordinal);
+void vp_cuda_span_end(vp_cuda_span **s, const char *label);
+
 #ifdef __cplusplus
 }
 #endif

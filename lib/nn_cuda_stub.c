@@ -142,3 +142,37 @@ void vp_cuda_segresnet_free(vp_cuda_segresnet **m)
 {
     if (m) *m = NULL;
 }
+
+int vp_cuda_use_device(int ordinal) { return vp_error("cuda:%d: %s", ordinal, why); }
+
+vp_tensor *vp_cuda_pinned_try(int ndim, const int64_t *shape, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s", why);
+    return NULL;
+}
+
+size_t vp_cuda_mem_available(int ordinal) { return 0; }
+
+vp_cuda_ahead *vp_cuda_ahead_upload(int ordinal, const vp_tensor *host, const char *label, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s", why);
+    return NULL;
+}
+
+const vp_tensor *vp_cuda_ahead_tensor(vp_cuda_ahead *a)
+{
+    vp_error("cuda: %s", why);
+    return NULL;
+}
+
+void vp_cuda_ahead_free(vp_cuda_ahead **a)
+{
+    if (a) *a = NULL;
+}
+
+vp_cuda_span *vp_cuda_span_begin(int ordinal) { return NULL; }
+
+void vp_cuda_span_end(vp_cuda_span **s, const char *label)
+{
+    if (s) *s = NULL;
+}

@@ -3,6 +3,7 @@
 // double-buffered host <-> device copies, upload/download with the layout conversion.
 #include "nn_cuda_int.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,3 +250,206 @@ fail:
 extern "C" int vp_cuda_upload(vp_tensor *dev, const vp_tensor *host) { return copy(dev, host, 1, "upload"); }
 extern "C" int vp_cuda_download(vp_tensor *host, const vp_tensor *dev) { return copy(host, dev, 0, "download"); }
 
+
+// ---- the next case's upload on a second stream (see nn_cuda.h: vp_cuda_ahead_*)
+
+extern "C" int vp_cuda_use_device(int ordinal)
+{
+    if (vp_cu_ordinal_ok(ordinal)) return -1;
+    CUDA_CHECK(cudaSetDevice(ordinal));
+    return 0;
+fail:
+    return -1;
+}
+
+extern "C" vp_tensor *vp_cuda_pinned_try(int ndim, const int64_t *shape, char *why, size_t n)
+{
+    vp_tensor *t = (vp_tensor *)vp_calloc(1, sizeof *t);
+    *t = vp_tensor_view(NULL, ndim, shape);
+    const size_t bytes = (size_t)vp_tensor_numel(t) * sizeof(float);
+    const char *no = getenv("VP_CUDA_NO_PINNED"); // tests: pretend page-locked memory cannot be had
+    cudaError_t e = no && !strcmp(no, "1") ? cudaErrorMemoryAllocation : cudaHostAlloc((void **)&t->data, bytes ? bytes : 4, cudaHostAllocPortable);
+    if (e == cudaSuccess) return t;
+    cudaGetLastError(); // not sticky: the caller goes on without it
+    snprintf(why, n, "%.1f MiB of pinned host memory: %s", bytes / 1048576.0, no && !strcmp(no, "1") ? "VP_CUDA_NO_PINNED=1" : cudaGetErrorString(e));
+    free(t);
+    return NULL;
+}
+
+extern "C" size_t vp_cuda_mem_available(int ordinal)
+{
+    size_t fr = 0, tot = 0;
+    uint64_t res = 0, used = 0;
+    cudaMemPool_t pool;
+    if (!vp_cuda_ctx_get(ordinal) || cudaSetDevice(ordinal) != cudaSuccess || cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    if (cudaDeviceGetDefaultMemPool(&pool, ordinal) == cudaSuccess && cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &res) == cudaSuccess &&
+        cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &used) == cudaSuccess) {
+        if (res > used) fr += (size_t)(res - used);
+    } else {
+        cudaGetLastError();
+    }
+    const char *e = getenv("VP_CUDA_MEM_LIMIT_MIB"); // as the sliding window's choice of the tiled path
+    if (e && *e) {
+        const size_t lim = (size_t)strtoull(e, NULL, 10) << 20, inuse = tot > fr ? tot - fr : 0;
+        const size_t a = lim > inuse ? lim - inuse : 0;
+        if (a < fr) fr = a;
+    }
+    return fr;
+}
+
+// per device: the copy stream, and for VP_CUDA_TRACE=1 a reference event (time 0 of the trace),
+// created on first use by whichever thread comes first
+static cudaStream_t copy_stream[VP_CUDA_MAXDEV];
+static cudaEvent_t trace_ref[VP_CUDA_MAXDEV];
+static pthread_mutex_t copy_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int tracing(void)
+{
+    const char *e = getenv("VP_CUDA_TRACE");
+    return e && !strcmp(e, "1");
+}
+
+// the context of device dev (the backend exists: the caller opened it), its copy stream and, when
+// tracing, its reference event; the calling thread's device is set to dev
+static vp_cuda_ctx *copy_ctx(int dev)
+{
+    vp_cuda_ctx *c = vp_cuda_ctx_get(dev);
+    if (!c) return vp_error("cuda:%d: no backend on this device yet", dev), (vp_cuda_ctx *)NULL;
+    pthread_mutex_lock(&copy_lock);
+    CUDA_CHECK(cudaSetDevice(dev));
+    if (!copy_stream[dev]) CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream[dev], cudaStreamNonBlocking));
+    if (tracing() && !trace_ref[dev]) {
+        CUDA_CHECK(cudaEventCreateWithFlags(&trace_ref[dev], cudaEventDefault));
+        CUDA_CHECK(cudaEventRecord(trace_ref[dev], c->stream));
+        CUDA_CHECK(cudaEventSynchronize(trace_ref[dev]));
+    }
+    pthread_mutex_unlock(&copy_lock);
+    return c;
+fail:
+    pthread_mutex_unlock(&copy_lock);
+    return NULL;
+}
+
+// ms of event e (complete) since the device's trace reference
+static double trace_ms(int dev, cudaEvent_t e)
+{
+    float ms = 0;
+    if (cudaEventSynchronize(e) != cudaSuccess || cudaEventElapsedTime(&ms, trace_ref[dev], e) != cudaSuccess) cudaGetLastError(), ms = -1;
+    return ms;
+}
+
+struct vp_cuda_ahead {
+    vp_tensor t;         // the device copy (NCDHW, from the stream-ordered pool)
+    vp_cuda_ctx *c;      // its device's context (compute stream)
+    cudaEvent_t done;    // recorded on the copy stream after the copy
+    cudaEvent_t start;   // tracing: recorded before it
+    int waited;          // the compute stream waits for `done` already
+    char label[96];
+};
+
+extern "C" vp_cuda_ahead *vp_cuda_ahead_upload(int ordinal, const vp_tensor *host, const char *label, char *why, size_t n)
+{
+    const size_t bytes = (size_t)vp_tensor_numel(host) * sizeof(float);
+    vp_cuda_ctx *c;
+    if (!host || host->device != 0 || !vp_tensor_is_contiguous(host))
+        return snprintf(why, n, "the input is not a contiguous host tensor"), (vp_cuda_ahead *)NULL;
+    if (!(c = copy_ctx(ordinal))) return snprintf(why, n, "no copy stream (see the message above)"), (vp_cuda_ahead *)NULL;
+    vp_cuda_ahead *a = (vp_cuda_ahead *)vp_calloc(1, sizeof *a);
+    a->t = vp_tensor_view(NULL, host->ndim, host->shape);
+    a->c = c;
+    snprintf(a->label, sizeof a->label, "%s", label ? label : "");
+    cudaError_t e = cudaMallocAsync((void **)&a->t.data, bytes ? bytes : 4, copy_stream[ordinal]);
+    if (e != cudaSuccess) { // quiet: the caller uploads when the case runs instead
+        cudaGetLastError();
+        snprintf(why, n, "%.1f MiB of device memory: %s", bytes / 1048576.0, cudaGetErrorString(e));
+        free(a);
+        return NULL;
+    }
+    a->t.device = ordinal + 1;
+    CUDA_CHECK(cudaEventCreateWithFlags(&a->done, tracing() ? cudaEventDefault : cudaEventDisableTiming));
+    if (tracing()) {
+        CUDA_CHECK(cudaEventCreateWithFlags(&a->start, cudaEventDefault));
+        CUDA_CHECK(cudaEventRecord(a->start, copy_stream[ordinal]));
+    }
+    CUDA_CHECK(cudaMemcpyAsync(a->t.data, host->data, bytes, cudaMemcpyHostToDevice, copy_stream[ordinal]));
+    CUDA_CHECK(cudaEventRecord(a->done, copy_stream[ordinal]));
+    return a;
+fail:
+    snprintf(why, n, "a failing CUDA call (see the message above)");
+    cudaStreamSynchronize(copy_stream[ordinal]);
+    cudaFreeAsync(a->t.data, copy_stream[ordinal]);
+    if (a->done) cudaEventDestroy(a->done);
+    if (a->start) cudaEventDestroy(a->start);
+    free(a);
+    return NULL;
+}
+
+extern "C" const vp_tensor *vp_cuda_ahead_tensor(vp_cuda_ahead *a)
+{
+    if (!a) return vp_error("cuda: no input uploaded ahead"), (const vp_tensor *)NULL;
+    CUDA_CHECK(cudaSetDevice(a->c->dev));
+    if (!a->waited) CUDA_CHECK(cudaStreamWaitEvent(a->c->stream, a->done, 0));
+    a->waited = 1;
+    return &a->t;
+fail:
+    return NULL;
+}
+
+extern "C" void vp_cuda_ahead_free(vp_cuda_ahead **ap)
+{
+    if (!ap || !*ap) return;
+    vp_cuda_ahead *a = *ap;
+    const int dev = a->c->dev;
+    cudaError_t e = cudaSetDevice(dev);
+    // the compute stream waits for the copy (when it did not already), then frees the memory in
+    // its own order: after every kernel queued there that reads it, whichever stream the pool
+    // hands it to next
+    if (e == cudaSuccess && !a->waited) e = cudaStreamWaitEvent(a->c->stream, a->done, 0);
+    if (e == cudaSuccess) e = cudaFreeAsync(a->t.data, a->c->stream);
+    if (e == cudaSuccess) e = cudaEventSynchronize(a->done); // the host buffer may be released after this
+    if (e != cudaSuccess) vp_cuda_report(__FILE__, __LINE__, "cudaFreeAsync(the input uploaded ahead)", cudaGetErrorName(e), cudaGetErrorString(e));
+    if (a->start) {
+        fprintf(stderr, "%s: cuda:%d: trace: copy %s %.3f..%.3f ms\n", vp_progname, dev, a->label, trace_ms(dev, a->start), trace_ms(dev, a->done));
+        cudaEventDestroy(a->start);
+    }
+    cudaEventDestroy(a->done);
+    free(a);
+    *ap = NULL;
+}
+
+struct vp_cuda_span {
+    int dev;
+    cudaEvent_t b, e;
+};
+
+extern "C" vp_cuda_span *vp_cuda_span_begin(int ordinal)
+{
+    if (!tracing()) return NULL;
+    vp_cuda_ctx *c = copy_ctx(ordinal);
+    if (!c) return NULL;
+    vp_cuda_span *s = (vp_cuda_span *)vp_calloc(1, sizeof *s);
+    s->dev = ordinal;
+    if (cudaEventCreateWithFlags(&s->b, cudaEventDefault) != cudaSuccess || cudaEventCreateWithFlags(&s->e, cudaEventDefault) != cudaSuccess ||
+        cudaEventRecord(s->b, c->stream) != cudaSuccess) {
+        cudaGetLastError();
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+extern "C" void vp_cuda_span_end(vp_cuda_span **sp, const char *label)
+{
+    if (!sp || !*sp) return;
+    vp_cuda_span *s = *sp;
+    vp_cuda_ctx *c = vp_cuda_ctx_get(s->dev);
+    if (c && cudaSetDevice(s->dev) == cudaSuccess && cudaEventRecord(s->e, c->stream) == cudaSuccess)
+        fprintf(stderr, "%s: cuda:%d: trace: %s %.3f..%.3f ms\n", vp_progname, s->dev, label, trace_ms(s->dev, s->b), trace_ms(s->dev, s->e));
+    else cudaGetLastError();
+    cudaEventDestroy(s->b), cudaEventDestroy(s->e);
+    free(s);
+    *sp = NULL;
+}

@@ -205,3 +205,45 @@ Test(prefetch, run_error_with_the_same_exit_code)
     both(in, VP_ERR_RUNTIME, 2, -1);
     cr_assert_leq(prepared, 3, "at most one case ahead of the failing case 2: %d prepared", prepared);
 }
+
+/* What nn_infer_cuda's ledger of staged inputs relies on (nn_infer_cuda.h, "Staged inputs"): when
+ * the reader prepares case k+1, case k-1's job has been freed, so at most one other job (the case
+ * running) is alive: a case's device memory budget is shared with one case, never two. */
+static int live_jobs, max_live_at_prep;
+
+static void job_free_counted(void *vj)
+{
+    if (!vj) return;
+    job_free(vj);
+    pthread_mutex_lock(&mu);
+    live_jobs--;
+    pthread_mutex_unlock(&mu);
+}
+
+static int prep_counted(vp_case *c, void *ctx, void **out)
+{
+    pthread_mutex_lock(&mu);
+    if (live_jobs > max_live_at_prep) max_live_at_prep = live_jobs;
+    pthread_mutex_unlock(&mu);
+    const int rc = prep(c, ctx, out);
+    if (!rc) {
+        pthread_mutex_lock(&mu);
+        live_jobs++;
+        pthread_mutex_unlock(&mu);
+    }
+    return rc;
+}
+
+Test(prefetch, at_most_one_other_job_alive_when_a_case_is_prepared)
+{
+    char in[300], b[300];
+    path(in, sizeof in, "in.vxp"), path(b, sizeof b, "pre.vxp");
+    write_cases(in, 5, 0);
+    reset();
+    live_jobs = max_live_at_prep = 0;
+    cr_assert_eq(vp_filter_run_prefetch("test", in, b, prep_counted, run, job_free_counted, NULL), 0);
+    cr_assert_eq(prepared, 5);
+    cr_assert_eq(max_ahead, 1, "the reader did run ahead (%d), so the count below means something", max_ahead);
+    cr_assert_eq(max_live_at_prep, 1, "jobs alive when a case was prepared: at most %d, want 1 (the case running)", max_live_at_prep);
+    cr_assert_eq(live_jobs, 0, "every job freed");
+}

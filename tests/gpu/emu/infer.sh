@@ -6,6 +6,9 @@
 # Then --prefetch on (the default) against off on a 3-case stream (byte for byte) and on a stream
 # whose case 2 is truncated (case 1 whole, same exit code and messages). The out-of-memory runs
 # use the default (--prefetch on: the next case is held in pinned memory when case 1 fails).
+# Also: every case uploaded ahead on the copy stream when both fit (-v), only case 1 when a budget
+# (VP_CUDA_MEM_LIMIT_MIB) holds one case but not two (-v says why; VP_CUDA_TRACE=1's lines), and
+# no pinned memory (VP_CUDA_NO_PINNED=1): a -v note, no error line; each the same bytes.
 # EMU_INFER_ONLY=prefetch runs only the cpu reference and the prefetch checks (development).
 #   usage: tests/gpu/emu/infer.sh R SAN(0|1) [DATA_DIR]     exit 0 all pass, 1 a failure
 set -u
@@ -67,6 +70,46 @@ prefetch_checks() {
         grep -q -- '--prefetch on: the next case is read' "$W/pf_on.err" && ! grep -q -- '--prefetch on' "$W/pf_off.err"; then
         ok "3 cases, --prefetch on == off byte for byte but the recorded option ($same; control without dropping it: $ctl); $(grep '^emu:' "$W/pf_on.err")"
     else bad "3 cases: --prefetch on ($n3 cases) vs off: $same (control: $ctl); $(grep '^emu:' "$W/pf_on.err")"; fi
+    # the upload overlapped with the compute (a copy stream, an event the compute stream waits on,
+    # the device copy freed on the compute stream): with room for both, every case is uploaded ahead
+    # (-v). The emulator is synchronous: this checks the two-stream logic (events, the order of the
+    # frees, the same bytes, nothing leaked or freed twice), not the overlap (tests/gpu/check_overlap.sh)
+    local na
+    na=$(grep -c 'uploading on the copy stream' "$W/pf_on.err")
+    if [ "$na" = 3 ]; then ok "--prefetch on: all 3 cases uploaded ahead on the copy stream (-v), output as --prefetch off (above)"
+    else bad "--prefetch on: $na of 3 cases uploaded ahead: $(grep "case '" "$W/pf_on.err" | head -4)"; fi
+    # pf_variant TAG ENV...: --prefetch on -v with ENV, must give pf_on.vxp's bytes, no error line, 0 bad frees, no more
+    # device memory live at exit than --prefetch off
+    pf_variant() {
+        local tag=$1; shift
+        env "$@" "$P" -v --backend cuda --prefetch on --overlap 0.25 -m "$M" -i "$W/ct3.vxp" -o "$W/pf_$tag.vxp" 2>"$W/pf_$tag.err"
+        local e=$?
+        if [ $e -eq 0 ] && cmp -s "$W/pf_$tag.vxp" "$W/pf_on.vxp" && ! grep -q ': error:' "$W/pf_$tag.err" && grep -q ' 0 bad frees' "$W/pf_$tag.err" &&
+            [ "$(live "$W/pf_$tag.err")" -le "$(live "$W/pf_off.err")" ]; then return 0; fi
+        bad "--prefetch on with $*: exit $e, output $(cmp -s "$W/pf_$tag.vxp" "$W/pf_on.vxp" && echo same || echo differs), $(grep -c ': error:' "$W/pf_$tag.err") error line(s); $(grep '^emu:' "$W/pf_$tag.err")"
+        return 1
+    }
+    # room for one case but not two (each needs ~64 MiB by the estimate: image, labels, the network's
+    # reserve): case 1 is uploaded ahead (nothing else on the device), cases 2 and 3 when they run, and
+    # -v says why; VP_CUDA_TRACE=1 prints one copy line (case 1's) and three compute lines
+    if pf_variant budget VP_CUDA_MEM_LIMIT_MIB=100 VP_CUDA_TRACE=1; then
+        local a1 nb tc tk
+        a1=$(grep -c 'uploading on the copy stream (.*no case on the device now)' "$W/pf_budget.err")
+        nb=$(grep -c 'not uploaded ahead: it (.* MiB) and the case on the device (.* MiB) do not both fit' "$W/pf_budget.err")
+        tc=$(grep -c "cuda:0: trace: copy case '.*' [0-9.-]*\.\.[0-9.-]* ms" "$W/pf_budget.err")
+        tk=$(grep -c "cuda:0: trace: compute case '.*' [0-9.-]*\.\.[0-9.-]* ms" "$W/pf_budget.err")
+        if [ "$a1" = 1 ] && [ "$nb" = 2 ] && [ "$tc" = 1 ] && [ "$tk" = 3 ] && ! grep -q 'tiled path' "$W/pf_budget.err"; then
+            ok "VP_CUDA_MEM_LIMIT_MIB=100: case 1 uploaded ahead, cases 2 and 3 not (-v: \"$(grep -m1 'do not both fit' "$W/pf_budget.err" | cut -c1-150)\"), whole volume each, the same bytes; trace: $tc copy and $tk compute lines"
+        else bad "VP_CUDA_MEM_LIMIT_MIB=100: ahead $a1 (want 1), refused $nb (want 2), trace copy $tc (1) compute $tk (3): $(grep "case '" "$W/pf_budget.err" | head -6)"; fi
+    fi
+    # no pinned memory (VP_CUDA_NO_PINNED=1): a -v note per case, no "error:" line, no upload ahead, the same bytes
+    if pf_variant nopin VP_CUDA_NO_PINNED=1; then
+        local np
+        np=$(grep -c 'no pinned host memory (.*VP_CUDA_NO_PINNED=1): staged through the backend' "$W/pf_nopin.err")
+        if [ "$np" = 3 ] && ! grep -q 'uploading on the copy stream' "$W/pf_nopin.err"; then
+            ok "no pinned memory: a -v note for each of the 3 cases, no error line, the same bytes"
+        else bad "no pinned memory: $np notes (want 3): $(grep "case '" "$W/pf_nopin.err" | head -4)"; fi
+    fi
     s1=$(wc -c <"$W/b.vxp") s2=$(wc -c <"$W/c.vxp")
     head -c $((s1 + s2 / 2)) "$W/ct3.vxp" >"$W/trunc.vxp"
     for pf in on off; do
