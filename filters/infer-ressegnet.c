@@ -112,7 +112,9 @@ static const struct vp_cmd cmd = {
     "stream, overlapping this case's compute (-v says which cases were uploaded ahead, and why\n"
     "not; VP_CUDA_TRACE=1 prints the device times of each copy and compute); the output is the\n"
     "same as with --prefetch off, and an error in the next case is reported after this case is\n"
-    "written, with the same exit code.",
+    "written, with the same exit code. VP_CUDA_GRAPHS=1 replays the window batches' forward pass\n"
+    "from a CUDA graph (captured at the second batch of a shape; the same output; off by default\n"
+    "until measured on a GPU: tests/gpu/check_graphs.sh); a capture that fails falls back, -v says so.",
     opts, 0, 0,
 };
 

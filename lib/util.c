@@ -81,10 +81,26 @@ _Noreturn void vp_die(int code, const char *fmt, ...)
     exit(code);
 }
 
+static _Thread_local char *divert_buf;
+static _Thread_local size_t divert_n;
+
+void vp_error_divert(char *buf, size_t n)
+{
+    divert_buf = n ? buf : NULL, divert_n = n;
+    if (divert_buf) divert_buf[0] = 0;
+}
+
 int vp_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
+    if (divert_buf) { /* appended, "; "-separated */
+        size_t len = strlen(divert_buf);
+        if (len && len + 2 < divert_n) strcpy(divert_buf + len, "; "), len += 2;
+        if (len + 1 < divert_n) vsnprintf(divert_buf + len, divert_n - len, fmt, ap);
+        va_end(ap);
+        return -1;
+    }
     vmsg("error", fmt, ap);
     va_end(ap);
     return -1;

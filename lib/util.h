@@ -33,6 +33,10 @@ void vp_set_progname(const char *argv0);
 _Noreturn void vp_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print "prog: error: <fmt>" and return -1 (git's error() idiom). */
 int vp_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* While buf is set (per thread), vp_error() appends its messages to buf (n bytes, NUL-terminated,
+ * truncated) instead of printing them: for a try whose failure is handled (a CUDA graph capture that
+ * falls back to the eager path). NULL prints again. */
+void vp_error_divert(char *buf, size_t n);
 void vp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void vp_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));  /* shown unless -q */
 void vp_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2))); /* shown with -v */

@@ -28,6 +28,13 @@ void vp_cuda_report(const char *file, int line, const char *call, const char *na
 
 extern "C" int vp_cuda_exit_code(int fallback) { return device_failed ? VP_ERR_DEVICE : fallback; }
 
+int vp_cuda_failed_swap(int v)
+{
+    const int old = device_failed;
+    device_failed = v;
+    return old;
+}
+
 extern "C" int vp_cuda_built(void) { return 1; }
 
 extern "C" int vp_cuda_device_count(void)

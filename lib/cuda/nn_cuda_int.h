@@ -43,6 +43,30 @@ extern "C" {
 /* Print the failure (and remember it for vp_cuda_exit_code). */
 void vp_cuda_report(const char *file, int line, const char *call, const char *name, const char *why);
 
+/* The "a CUDA call failed" flag behind vp_cuda_exit_code: returns it and sets it to v (a handled
+ * failure, such as a graph capture that fell back to the eager path, restores it). */
+int vp_cuda_failed_swap(int v);
+
+/* CUDA graphs of a repeated forward pass (nn_cuda_graph.cu): one graph per user (a model), captured
+ * for one input shape; see vp_cuda_graph_run. */
+struct vp_cuda_ctx;
+struct vp_cuda_graph;
+typedef int (*vp_cuda_graph_fn)(const void *ctx, const vp_tensor *x, vp_tensor *y);
+/* 1 when VP_CUDA_GRAPHS is "1" or "on" (default off). */
+int vp_cuda_graphs_wanted(void);
+/* A graph holder for forward passes on device tensors of layout l, queued on c's stream. */
+vp_cuda_graph *vp_cuda_graph_new(vp_cuda_ctx *c, int l, const char *what);
+/* fn(ctx, x, y) (a forward pass queued on c's stream, all inputs and outputs device tensors), run
+ * eagerly or replayed from a graph: the first batch of a shape runs eagerly (it grows the scratch,
+ * caches the convolution algorithms); the second is captured (cudaStreamCaptureModeThreadLocal)
+ * into a graph over the holder's own input and output buffers, which every later batch of that
+ * shape replays (x copied in, y copied out, on the stream). Other shapes run eagerly. A capture or
+ * replay that fails leaves no error behind: a -v note, and the eager path from then on. 0 or -1
+ * after vp_error (from fn). */
+int vp_cuda_graph_run(vp_cuda_graph *g, vp_cuda_graph_fn fn, const void *ctx, const vp_tensor *x, vp_tensor *y);
+/* Release the graph and its buffers (NULL-safe; sets *g to NULL); -v: how many batches ran each way. */
+void vp_cuda_graph_free(vp_cuda_graph **g);
+
 /* Per-device state: stream, cuDNN handle, a growing scratch area (workspace, norm partials), two
  * pinned host buffers for chunked, double-buffered host <-> device copies. */
 struct vp_cuda_ctx {

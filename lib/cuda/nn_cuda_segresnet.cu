@@ -3,6 +3,8 @@
 // pool in the model's layout (NCDHW or NDHWC), GroupNorm + ReLU run fused (vp_cuda_norm_act), and
 // nothing is copied to or from the host. The architecture is nn_segresnet.c's (MONAI's); the file
 // is validated by vp_segresnet_load, which this loader calls first, so its messages are the same.
+// With VP_CUDA_GRAPHS=1 the forward of repeated batch shapes is replayed from a CUDA graph
+// (nn_cuda_graph.cu: same kernels in the same order, the same bytes).
 #include "nn_cuda_int.h"
 
 extern "C" {
@@ -26,6 +28,7 @@ struct vp_cuda_segresnet {
     vp_tensor *w_dec[VP_SEGRESNET_MAXLEVELS], *b_dec[VP_SEGRESNET_MAXLEVELS]; // upsample_mode deconv: ConvTranspose3d k2 s2
     dres *down[VP_SEGRESNET_MAXLEVELS], *up[VP_SEGRESNET_MAXLEVELS];
     vp_tensor *g_fin, *b_fin, *w_fin, *bias_fin;
+    vp_cuda_graph *graph; // the forward's graph (VP_CUDA_GRAPHS) and the batch counts
 };
 
 // a tensor of the (validated) file, on the device; NULL after vp_error
@@ -69,6 +72,7 @@ extern "C" void vp_cuda_segresnet_free(vp_cuda_segresnet **mp)
 {
     vp_cuda_segresnet *m = mp ? *mp : NULL;
     if (!m) return;
+    vp_cuda_graph_free(&m->graph);
     vp_cuda_tensor_free(&m->w_init);
     for (int i = 0; i < VP_SEGRESNET_MAXLEVELS; i++) {
         vp_cuda_tensor_free(&m->w_pre[i]);
@@ -122,7 +126,9 @@ extern "C" vp_cuda_segresnet *vp_cuda_segresnet_load(const vp_nn_backend *be, co
     if (fail) {
         vp_error("%s: cannot put the model on the device", where);
         vp_cuda_segresnet_free(&m);
+        return NULL;
     }
+    m->graph = vp_cuda_graph_new(ctx_of(be), m->layout, "segresnet");
     return m;
 }
 
@@ -170,6 +176,8 @@ static int blocks(const vp_cuda_segresnet *m, const dres *rb, int n, vp_tensor *
     return 0;
 }
 
+static int forward(const void *ctx, const vp_tensor *x, vp_tensor *y);
+
 extern "C" int vp_cuda_segresnet_forward(const vp_cuda_segresnet *m, const vp_tensor *x, vp_tensor *y)
 {
     const vp_segresnet_cfg *cf = &m->cfg;
@@ -184,6 +192,15 @@ extern "C" int vp_cuda_segresnet_forward(const vp_cuda_segresnet *m, const vp_te
     int64_t ys[5] = {x->shape[0], cf->out_channels, x->shape[2], x->shape[3], x->shape[4]};
     vp_tensor ly = vp_cu_logical(y);
     if (vp_nn_check_out("segresnet (device)", &ly, ys)) return -1;
+    return vp_cuda_graph_run(m->graph, forward, m, x, y);
+}
+
+// the forward pass on checked tensors (eagerly, or inside a graph capture)
+static int forward(const void *ctx, const vp_tensor *x, vp_tensor *y)
+{
+    const vp_cuda_segresnet *m = (const vp_cuda_segresnet *)ctx;
+    const vp_segresnet_cfg *cf = &m->cfg;
+    vp_cuda_ctx *c = ctx_of(m->be);
     vp_tensor *skip[VP_SEGRESNET_MAXLEVELS] = {0}, *h = NULL, *t = NULL, *u = NULL;
     const vp_conv3d_params p1 = {{1, 1, 1}, {0, 0, 0}, {0, 0, 0}};
     int rc = -1;

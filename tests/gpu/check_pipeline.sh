@@ -22,7 +22,7 @@
 #           all but the recorded option), -v says the prefetch path ran, the wall time of each
 #           (best of 2: "pipeline timing: ..."); a stream whose case 2 is truncated: the same
 #           exit code with and without, case 1 whole on stdout
-#   graphs  CUDA graphs are not implemented yet: printed as SKIP so the summary says so
+#   (CUDA graphs: tests/gpu/check_graphs.sh)
 #   usage: tests/gpu/check_pipeline.sh [DATA_DIR]   exit 0 all pass or skipped, 1 a step failed
 #   env:   PIPE_STEPS="deconv tiled overlap" (default all three), OUT (log folder; else tests/tmp/gpu), PY;
 #          INFER=PROGRAM another infer-ressegnet and PIPE_DRY=1 (no GPU check): a dry run of this
@@ -167,7 +167,6 @@ if want overlap; then
         fi
     fi
 fi
-result graphs SKIP "CUDA graphs for the window forward pass: not implemented yet (--cuda-graphs does not exist)"
 if [ ${#fails[@]} -eq 0 ]; then say "pipeline check: PASS"; exit 0; fi
 say "pipeline check: FAIL: ${fails[*]}"
 exit 1

@@ -17,7 +17,8 @@
 #     >= 99.9% of voxels; then out of device memory (budgets that fail while loading the weights,
 #     uploading the case, and inside the sliding window): exit 4, "out of device memory" on
 #     stderr, nothing on stdout, no output file left, no bad frees, and no more device allocations
-#     live at exit than after a successful run (nothing leaked).
+#     live at exit than after a successful run (nothing leaked); tests/gpu/emu/infer_graphs.sh: the
+#     same with VP_CUDA_GRAPHS=1 (captured and replayed window batches) equal to the eager stream.
 #  4. infer-unet itself, built against the pretend device (filters/infer-unet.c + lib/nn_infer_cuda_unet.c
 #     + lib/cuda/nn_cuda_unet*.cu; tests/gpu/emu/infer_unet.sh): the golden ResEnc and PlainConvUNet
 #     on crops of the shared CT, --backend cuda labels equal to --backend cpu's (f16 and f32 bands,
@@ -93,6 +94,7 @@ fi
 # ---- 3: infer-ressegnet on the pretend device vs its own --backend cpu
 if [ "$ONLY" = all ] || [ "$ONLY" = infer ]; then
     tests/gpu/emu/infer.sh "$R" "$SANMAKE" || rc=1
+    tests/gpu/emu/infer_graphs.sh "$R" "$SANMAKE" || rc=1 # CUDA graphs of the patch forward (VP_CUDA_GRAPHS=1)
 fi
 
 # ---- 4: infer-unet (PlainConvUNet / ResEnc, nnU-Net's sliding window) on the pretend device vs --backend cpu

@@ -10,6 +10,8 @@
 #include <cuda_bf16.h>
 #include <functional>
 #include <stdint.h>
+#include <tuple>
+#include <vector>
 #ifndef VP_NN_CUDA_INT_H
 #define _Noreturn [[noreturn]]
 extern "C" {
@@ -40,8 +42,23 @@ inline float __fdiv_rn(float a, float b) { return a / b; }
 struct dim3e { unsigned x, y; dim3e(unsigned a, unsigned b = 1) : x(a), y(b) {} };
 #define dim3 dim3e
 #include <string.h>
+// A stream capture in progress on this thread (cudaStreamCaptureModeThreadLocal; emu_rt.cc): the
+// launches, copies, memsets and convolutions recorded for cudaGraphLaunch instead of run; `invalid`
+// after a call that is illegal inside a capture (then nothing more is recorded and
+// cudaStreamEndCapture fails); `owned`: the allocations made inside it (graph memory nodes).
+struct emu_capture {
+    std::vector<std::function<void()>> ops;
+    std::vector<void *> owned;
+    size_t freed = 0; // how many of `owned` the capture freed again
+    int invalid = 0;
+};
+inline thread_local emu_capture *emu_cap = nullptr;
 inline void EMU_LAUNCH(dim3e g, unsigned block, const char *name, std::function<void()> f)
 {
+    if (emu_cap) {
+        if (!emu_cap->invalid) emu_cap->ops.push_back([g, block, name, f]() { EMU_LAUNCH(g, block, name, f); });
+        return;
+    }
     const bool threads = strstr(name, "partial") != NULL; // shared-memory trees: real threads, a barrier
     gridDim.x = g.x, gridDim.y = g.y, blockDim.x = block;
     for (unsigned by = 0; by < g.y; by++)
