@@ -1,6 +1,7 @@
 /* infer-unet - segment with an nnU-Net v2 PlainConvUNet (sliding window as nnU-Net's predictor). */
 #include "cli.h"
 #include "filter.h"
+#include "filter_prefetch.h"
 #include "frame.h"
 #include "nn_infer_cuda.h"
 #include "nn_infer_cuda_unet.h"
@@ -17,6 +18,8 @@
 static const char *in_spec = "-", *out_spec = "-", *vol_name = "image", *out_name = "label", *backend = "cpu";
 static struct vp_strlist models;
 static int tta = 0, agg = 0, no_preprocess = 0, whole = 0;
+static int prefetch = 0; /* on, off */
+static const char *const onoff[] = {"on", "off", NULL};
 static double step = 0.5;
 static long sw_batch = 1;
 static const char *const agg_choices[] = {"f16", "f32", NULL};
@@ -34,6 +37,7 @@ static const struct vp_opt opts[] = {
     {0, "no-preprocess", NULL, VP_OPT_FLAG, &no_preprocess, "the image is already normalised and on the model's spacing (f32/f16)", 0, 0, NULL},
     {0, "backend", "NAME", VP_OPT_STR, &backend, "nn backend: cpu (default), ref (slow reference), cuda, cuda:N or cuda:N:MATH (MATH f32, tf32, f16, bf16; exit 4 without a GPU)", 0, 0, NULL},
     {0, "sw-batch", "N", VP_OPT_INT, &sw_batch, "cuda: tiles per forward pass (1..64, default 1; same result); the CPU runs one at a time", 1, 64, NULL},
+    {0, "prefetch", "on|off", VP_OPT_CHOICE, &prefetch, "cuda: read and preprocess the next case while this one runs on the device (default on; same output); the CPU reads one case at a time", 0, 0, onoff},
     {0, NULL, NULL, 0, NULL, NULL, 0, 0, NULL},
 };
 
@@ -70,8 +74,15 @@ static const struct vp_cmd cmd = {
     "network runs on the device (weights uploaded once, conv + InstanceNorm/LeakyReLU fused, NCDHW\n"
     "for f32, NDHWC for tf32/f16/bf16), and so does the sliding window above (tiles, --tta, folds,\n"
     "f16/f32 bands, the argmax): the case goes up once and only the labels come back (the logits\n"
-    "only when the image was resampled or with --whole-logits). f32 gives the CPU's labels. Out of\n"
-    "device memory, or no GPU: exit 4, nothing written."
+    "only when the image was resampled or with --whole-logits). f32 gives the CPU's labels. When the\n"
+    "case does not fit (image and labels plus an estimate of one tile batch's needs exceed the free\n"
+    "device memory, or the MiB of VP_CUDA_MEM_LIMIT_MIB), the tiled path runs: the case stays on\n"
+    "the host, the slab of patch-depth rows the next tiles read is uploaded, the labels come back\n"
+    "band by band; labels and logits are the same bits (-v says which path a case took). Out of\n"
+    "device memory even so (one batch of tiles does not fit), or no GPU: exit 4, nothing written.\n"
+    "With --prefetch on (the default for cuda) a reader thread reads and preprocesses the next case\n"
+    "while this one runs on the device: the output is the same as with --prefetch off, and an error\n"
+    "in the next case is reported after this case is written."
     "\n"
     "Not reproduced: nnU-Net's crop to the non-zero box (CT has no zero border in practice).\n"
     "With --no-preprocess the image must be f32 or f16 (exit 3 otherwise). NaN voxels are refused\n"
@@ -128,7 +139,9 @@ static int predict_cuda(struct ctx *x, const vp_case *c, const vp_tensor *t, con
         free(lab), free(lg);
         return vp_error("case '%s': prediction on %s failed", c->id, x->be->name), vp_cuda_exit_code(VP_ERR_RUNTIME);
     }
-    vp_debug("case '%s': %s: device memory peak %.1f MiB", c->id, x->be->name, vp_infer_cuda_unet_peak_bytes(x->ic) / 1048576.0);
+    vp_debug("case '%s': %s: %s, device memory peak %.1f MiB", c->id, x->be->name,
+             vp_infer_cuda_unet_tiled(x->ic) ? "tiled path (the case did not fit on the device)" : "whole volume on the device",
+             vp_infer_cuda_unet_peak_bytes(x->ic) / 1048576.0);
     if (direct) { /* the network grid is the input grid, (d, h, w) = (z, y, x): the volume's order */
         const uint64_t d1[4] = {prep->in.dims[0], prep->in.dims[1], prep->in.dims[2], 1};
         *out = vp_vol_new(d1, K > 256 ? VP_U16 : VP_U8, prep->in.affine);
@@ -143,13 +156,31 @@ static int predict_cuda(struct ctx *x, const vp_case *c, const vp_tensor *t, con
     return *out ? 0 : VP_ERR_RUNTIME;
 }
 
-static int step_fn(vp_case *c, void *vctx)
+/* One case between its CPU part (checks, preprocessing, the network's input tensor; on the reader
+ * thread with --prefetch on) and its prediction. */
+struct job {
+    vp_tensor *t;
+    vp_nn_prep prep;
+    char where[VP_MAX_ID + 300];
+};
+
+static void job_free(void *vj)
+{
+    struct job *j = vj;
+    if (!j) return;
+    vp_tensor_free(&j->t);
+    free(j);
+}
+
+/* The CPU part of a case: 0 and *out, or an exit code after vp_error(). */
+static int prep_case(vp_case *c, void *vctx, void **jout)
 {
     struct ctx *x = vctx;
     const vp_unet_cfg *cfg = &x->m[0]->cfg;
     vp_vol *v = vp_case_vol(c, vol_name);
     char where[VP_MAX_ID + 300];
     snprintf(where, sizeof where, "case '%s': volume '%s'", c->id, vol_name);
+    *jout = NULL;
     if (!v) return vp_error("case '%s': no volume '%s'", c->id, vol_name), VP_ERR_DATA;
     if (no_preprocess && v->dtype != VP_F32 && v->dtype != VP_F16)
         return vp_error("%s: dtype %s, expected f32 or f16 (normalise first, or drop --no-preprocess)", where,
@@ -179,6 +210,23 @@ static int step_fn(vp_case *c, void *vctx)
     vp_vol_free(&pv);
     vp_debug("%s: network grid %llu x %llu x %llu%s", where, (unsigned long long)prep.model.dims[0],
              (unsigned long long)prep.model.dims[1], (unsigned long long)prep.model.dims[2], prep.resampled ? " (resampled)" : "");
+    struct job *j = vp_calloc(1, sizeof *j);
+    j->t = t, j->prep = prep;
+    memcpy(j->where, where, sizeof where);
+    *jout = j;
+    return 0;
+}
+
+/* The prediction of a prepared case (on the main thread): the label volume added to the case. */
+static int run_case(vp_case *c, void *vctx, void *vj)
+{
+    struct ctx *x = vctx;
+    struct job *j = vj;
+    const vp_unet_cfg *cfg = &x->m[0]->cfg;
+    const vp_nn_prep prep = j->prep;
+    const char *where = j->where;
+    vp_tensor *t = j->t;
+    j->t = NULL;
     vp_nnunet_opts o = {step, tta, agg == 0};
     vp_vol *out = NULL;
     if (x->ic) {
@@ -211,6 +259,16 @@ static int step_fn(vp_case *c, void *vctx)
     return 0;
 }
 
+/* One case at a time (vp_filter_run's step): the CPU part, then the prediction. */
+static int step_fn(vp_case *c, void *vctx)
+{
+    void *j = NULL;
+    int rc = prep_case(c, vctx, &j);
+    if (!rc) rc = run_case(c, vctx, j);
+    job_free(j);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     vp_cli_parse(&cmd, argc, argv);
@@ -239,7 +297,13 @@ int main(int argc, char **argv)
             vp_die(vp_cuda_exit_code(VP_ERR_DATA), "%s: cannot run the model on %s (see the message above)", models.v[0], x.be->name);
         vp_debug("%s: %s", x.be->name, vp_infer_cuda_unet_describe(x.ic, desc, sizeof desc));
     }
-    if (!rc) rc = vp_filter_run(cmd.name, in_spec, out_spec, step_fn, &x);
+    /* --prefetch (cuda): the next case is read and preprocessed on a reader thread while this one
+     * runs on the device; the output is the same */
+    const int pf = x.ic && prefetch == 0;
+    if (!rc && pf) vp_debug("--prefetch on: the next case is read and preprocessed while this one runs on the device");
+    if (!rc)
+        rc = pf ? vp_filter_run_prefetch(cmd.name, in_spec, out_spec, prep_case, run_case, job_free, &x)
+                : vp_filter_run(cmd.name, in_spec, out_spec, step_fn, &x);
     vp_infer_cuda_unet_free(&x.ic);
     for (int i = 0; i < models.n; i++) vp_unet_free(&x.m[i]);
     free(x.m);

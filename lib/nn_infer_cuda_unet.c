@@ -14,6 +14,7 @@ struct vp_infer_cuda_unet {
     const vp_nn_backend *be;
     vp_cuda_unet **m;
     int n, batch, layout, ordinal;
+    int tiled; /* the last case took the tiled path */
     vp_unet_cfg cfg;
 };
 
@@ -49,7 +50,12 @@ const char *vp_infer_cuda_unet_describe(const vp_infer_cuda_unet *ic, char *buf,
 
 int vp_infer_cuda_unet_run(vp_infer_cuda_unet *ic, const vp_tensor *img, const vp_nnunet_opts *o, int32_t *labels, void *logits)
 {
-    return vp_cuda_nnunet_predict(ic->m, ic->n, &ic->cfg, img, o, ic->batch, labels, logits);
+    return vp_cuda_nnunet_predict(ic->m, ic->n, &ic->cfg, img, o, ic->batch, VP_CUDA_SW_AUTO, &ic->tiled, labels, logits);
+}
+
+int vp_infer_cuda_unet_tiled(const vp_infer_cuda_unet *ic)
+{
+    return ic ? ic->tiled : 0;
 }
 
 size_t vp_infer_cuda_unet_peak_bytes(const vp_infer_cuda_unet *ic)
@@ -83,7 +89,7 @@ const vp_nn_backend *vp_cuda_unet_backend(const vp_cuda_unet *m) { return NULL; 
 int vp_cuda_unet_layout(const vp_cuda_unet *m) { return VP_CUDA_NCDHW; }
 
 int vp_cuda_nnunet_predict(vp_cuda_unet *const *ms, int n, const vp_unet_cfg *cfg, const vp_tensor *img, const vp_nnunet_opts *o,
-                           int batch, int32_t *labels, void *logits)
+                           int batch, int mode, int *took_tiled, int32_t *labels, void *logits)
 {
     return vp_error("cuda nnunet prediction: %s", why);
 }

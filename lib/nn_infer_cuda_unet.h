@@ -13,6 +13,13 @@
  *     models exactly as nn_predict_nnunet.c does (its CPU twin), the argmax on the device.
  *     Only the labels come back, or, when the caller asks for them (the image was resampled and
  *     the logits must go back through nnU-Net's per-class resampling), the averaged logits.
+ *   - the tiled fallback: when the case does not fit (the whole image and labels on the device
+ *     plus an estimate of one tile batch's buffers and activations exceed what is free, or the
+ *     budget of VP_CUDA_MEM_LIMIT_MIB), the image stays on the host, the slab of patch-depth rows
+ *     one d-row of tiles reads is uploaded at each new origin, and the labels come back band by
+ *     band (the logits always do): the same tiles and sums, so labels and logits are bit for bit
+ *     the whole-volume path's. Only when one batch of tiles itself does not fit does a case fail
+ *     (out of device memory).
  * In a build without CUDA the functions fail with "built without CUDA" (the stubs in
  * nn_infer_cuda_unet.c), and the caller exits VP_ERR_DEVICE.
  *
@@ -55,12 +62,17 @@ int vp_cuda_unet_layout(const vp_cuda_unet *m);
 
 /* nnU-Net's prediction (vp_nnunet_predict_rows, same tiles, order and sums) of the host image
  * img (1, C, D, H, W) with the n device models ms (same configuration cfg), `batch` tiles (1..64)
- * per forward pass. labels (host, D*H*W, w fastest), when not NULL, receives the argmax of the
- * averaged logits (first of equal maxima); logits (host, K*D*H*W values, f16 bits when o->half,
- * else f32), when not NULL, the averaged logits. 0, or -1 after vp_error() (out of device memory
- * names the buffer). */
+ * per forward pass. mode: VP_CUDA_SW_WHOLE (the image and labels on the device), VP_CUDA_SW_TILED
+ * (a slab of the image and a band of labels) or VP_CUDA_SW_AUTO (tiled when the whole image and
+ * labels, (C + 1) x D*H*W x 4 bytes, plus the estimate for one tile batch exceed the device's
+ * free memory, the stream-ordered pool's unused part counted free, within VP_CUDA_MEM_LIMIT_MIB
+ * when set; -v says so); *took_tiled (when not NULL) gets 1 when the tiled path ran. labels
+ * (host, D*H*W, w fastest), when not NULL, receives the argmax of the averaged logits (first of
+ * equal maxima); logits (host, K*D*H*W values, f16 bits when o->half, else f32), when not NULL,
+ * the averaged logits; both the same bits on either path. 0, or -1 after vp_error() (out of
+ * device memory names the buffer). */
 int vp_cuda_nnunet_predict(vp_cuda_unet *const *ms, int n, const vp_unet_cfg *cfg, const vp_tensor *img,
-                           const vp_nnunet_opts *o, int batch, int32_t *labels, void *logits);
+                           const vp_nnunet_opts *o, int batch, int mode, int *took_tiled, int32_t *labels, void *logits);
 
 /* ---- what infer-unet calls */
 typedef struct vp_infer_cuda_unet vp_infer_cuda_unet;
@@ -74,9 +86,13 @@ vp_infer_cuda_unet *vp_infer_cuda_unet_open(const vp_nn_backend *be, vp_unet *co
 /* "device-resident U-Net (PlainConvUNet, 2 folds), NCDHW activations, f32 math, 1 tile per pass" */
 const char *vp_infer_cuda_unet_describe(const vp_infer_cuda_unet *ic, char *buf, size_t len);
 
-/* Predict img (1, C, D, H, W) as vp_cuda_nnunet_predict: labels (D*H*W int32) and/or logits. */
+/* Predict img (1, C, D, H, W) as vp_cuda_nnunet_predict in mode VP_CUDA_SW_AUTO (the tiled path
+ * when the case does not fit): labels (D*H*W int32) and/or logits. */
 int vp_infer_cuda_unet_run(vp_infer_cuda_unet *ic, const vp_tensor *img, const vp_nnunet_opts *o, int32_t *labels,
                            void *logits);
+
+/* 1 when the last vp_infer_cuda_unet_run took the tiled path (the case did not fit), else 0. */
+int vp_infer_cuda_unet_tiled(const vp_infer_cuda_unet *ic);
 
 /* Device memory held at the peak since the last call (the measurement restarts). */
 size_t vp_infer_cuda_unet_peak_bytes(const vp_infer_cuda_unet *ic);

@@ -5,7 +5,9 @@
  *     convolution math, vs dynamic_network_architectures' forward (fwd.safetensors);
  *   - nnU-Net's sliding window on the device (vp_cuda_nnunet_predict) with and without mirroring,
  *     f16 and f32 aggregation, tile batches 1 and 3, vs nnUNetPredictor's logits (sw*.safetensors),
- *     and its labels vs the CPU predictor's (vp_nnunet_predict on the cpu backend) voxel for voxel.
+ *     and its labels vs the CPU predictor's (vp_nnunet_predict on the cpu backend) voxel for voxel;
+ *     and the tiled path (VP_CUDA_SW_TILED: a slab of the image, a band of labels) vs the whole-volume
+ *     path: labels and logits bit for bit.
  * Run by tests/gpu/check_unet.sh on a machine with a GPU (and, with --quick: f32 forward only, by
  * tests/gpu/emulate.sh part 4 on the pretend device).
  *
@@ -98,7 +100,7 @@ static void sliding(const char *file, int tta, int half, int batch, int layout)
     int32_t *lab = vp_malloc((size_t)S * 4), *clab = vp_malloc((size_t)S * 4);
     void *lg = vp_malloc((size_t)(K * S) * (half ? 2 : 4));
     vp_nnunet_result *cr = vp_nnunet_predict(&hm, 1, vp_nn_backend_get("cpu"), x, &o);
-    if (!cr || vp_cuda_nnunet_predict(&m, 1, &hm->cfg, x, &o, batch, lab, lg)) {
+    if (!cr || vp_cuda_nnunet_predict(&m, 1, &hm->cfg, x, &o, batch, VP_CUDA_SW_WHOLE, NULL, lab, lg)) {
         verdict(0, "an error (see stderr)%.0f%.0f", what, 0, 0);
     } else {
         double d = 0, ymax = 0;
@@ -122,6 +124,21 @@ static void sliding(const char *file, int tta, int half, int batch, int layout)
         }
         snprintf(w2, sizeof w2, "%s labels vs cpu", what);
         verdict(!bad, "%.0f of %.0f labels identical to the CPU predictor's (others: ties)", w2, (double)same, (double)S);
+        /* the tiled path: the same bits */
+        int32_t *tlab = vp_malloc((size_t)S * 4);
+        void *tlg = vp_malloc((size_t)(K * S) * (half ? 2 : 4));
+        int took = 0;
+        snprintf(w2, sizeof w2, "%s tiled vs whole", what);
+        if (vp_cuda_nnunet_predict(&m, 1, &hm->cfg, x, &o, batch, VP_CUDA_SW_TILED, &took, tlab, tlg) || !took) {
+            verdict(0, "an error, or the tiled path not taken (%.0f) (see stderr)%.0f", w2, took, 0);
+        } else {
+            int64_t dl = 0, dg = 0;
+            for (int64_t v = 0; v < S; v++) dl += tlab[v] != lab[v];
+            for (int64_t i = 0; i < K * S; i++)
+                dg += half ? ((uint16_t *)tlg)[i] != ((uint16_t *)lg)[i] : memcmp((float *)tlg + i, (float *)lg + i, 4) != 0;
+            verdict(!dl && !dg, "%.0f labels and %.0f logits differ from the whole-volume path's", w2, (double)dl, (double)dg);
+        }
+        free(tlab), free(tlg);
     }
     vp_nnunet_result_free(&cr);
     free(lab), free(clab), free(lg);
