@@ -94,6 +94,14 @@ int vp_cu_ordinal_ok(int ordinal);
 
 /* The context of device `dev` (0-based), or NULL when no backend was created on it yet. */
 vp_cuda_ctx *vp_cuda_ctx_get(int dev);
+/* Device bytes this process may still use on c's device, for the choice between a sliding window's
+ * whole-volume and tiled paths (nn_cuda_sliding.cu, nn_cuda_unet_sw.cu) and the upload ahead
+ * (vp_cuda_mem_available): the free memory plus the stream-ordered pool's unused reserve (memory
+ * freed with cudaFreeAsync stays in the pool but is ours to reuse), and no more than the budget of
+ * VP_CUDA_MEM_LIMIT_MIB when that is set (the MiB the device is taken to have: what is in use
+ * counts against it, so 0 or 1 forces every estimate to fail). 0 when the runtime cannot say (the
+ * caller then takes the path that needs less). The current device must be c's (nn_cuda_mem.cu). */
+size_t vp_cuda_available_bytes(const vp_cuda_ctx *c);
 
 /* Scratch of at least `bytes` (grown as needed; previous contents lost); NULL after vp_error. */
 void *vp_cuda_scratch(vp_cuda_ctx *c, size_t bytes);

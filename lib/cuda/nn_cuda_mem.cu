@@ -276,28 +276,38 @@ extern "C" vp_tensor *vp_cuda_pinned_try(int ndim, const int64_t *shape, char *w
     return NULL;
 }
 
-extern "C" size_t vp_cuda_mem_available(int ordinal)
+size_t vp_cuda_available_bytes(const vp_cuda_ctx *c)
 {
     size_t fr = 0, tot = 0;
     uint64_t res = 0, used = 0;
     cudaMemPool_t pool;
-    if (!vp_cuda_ctx_get(ordinal) || cudaSetDevice(ordinal) != cudaSuccess || cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
+    if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
         cudaGetLastError();
         return 0;
     }
-    if (cudaDeviceGetDefaultMemPool(&pool, ordinal) == cudaSuccess && cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &res) == cudaSuccess &&
+    if (cudaDeviceGetDefaultMemPool(&pool, c->dev) == cudaSuccess && cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &res) == cudaSuccess &&
         cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &used) == cudaSuccess) {
         if (res > used) fr += (size_t)(res - used);
     } else {
         cudaGetLastError();
     }
-    const char *e = getenv("VP_CUDA_MEM_LIMIT_MIB"); // as the sliding window's choice of the tiled path
+    const char *e = getenv("VP_CUDA_MEM_LIMIT_MIB");
     if (e && *e) {
         const size_t lim = (size_t)strtoull(e, NULL, 10) << 20, inuse = tot > fr ? tot - fr : 0;
         const size_t a = lim > inuse ? lim - inuse : 0;
         if (a < fr) fr = a;
     }
     return fr;
+}
+
+extern "C" size_t vp_cuda_mem_available(int ordinal)
+{
+    const vp_cuda_ctx *c = vp_cuda_ctx_get(ordinal);
+    if (!c || cudaSetDevice(ordinal) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return vp_cuda_available_bytes(c);
 }
 
 // per device: the copy stream, and for VP_CUDA_TRACE=1 a reference event (time 0 of the trace),

@@ -100,32 +100,6 @@ __global__ void k_sw_final(T *acc, float *count, int64_t R, int64_t HW, int64_t 
     }
 }
 
-// device bytes this process may still use: free memory plus the stream-ordered pool's unused
-// reserve, within VP_CUDA_MEM_LIMIT_MIB (the MiB the device is taken to have) when that is set
-static size_t sw_available(const vp_cuda_ctx *c)
-{
-    size_t fr = 0, tot = 0;
-    uint64_t res = 0, used = 0;
-    cudaMemPool_t pool;
-    if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
-        cudaGetLastError();
-        return 0;
-    }
-    if (cudaDeviceGetDefaultMemPool(&pool, c->dev) == cudaSuccess && cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &res) == cudaSuccess &&
-        cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &used) == cudaSuccess) {
-        if (res > used) fr += (size_t)(res - used);
-    } else {
-        cudaGetLastError();
-    }
-    const char *e = getenv("VP_CUDA_MEM_LIMIT_MIB");
-    if (e && *e) {
-        const size_t lim = (size_t)strtoull(e, NULL, 10) << 20, inuse = tot > fr ? tot - fr : 0;
-        const size_t a = lim > inuse ? lim - inuse : 0;
-        if (a < fr) fr = a;
-    }
-    return fr;
-}
-
 extern "C" int vp_cuda_sliding_window(const vp_nn_backend *be, const vp_tensor *x, const vp_sw_params *p, int K,
                                       const vp_cuda_sw_opts *o, vp_cuda_sw_predict_fn fn, void *ctx, int32_t *labels, vp_tensor *logits)
 {
@@ -198,7 +172,7 @@ extern "C" int vp_cuda_sliding_window(const vp_nn_backend *be, const vp_tensor *
     if (!xb || !yb) goto fail;
     if (x->device == 0 && o->tiled == VP_CUDA_SW_TILED) tiled = 1;
     if (x->device == 0 && o->tiled == VP_CUDA_SW_AUTO) {
-        const size_t whole = (size_t)((C + 1) * S) * 4, avail = sw_available(c);
+        const size_t whole = (size_t)((C + 1) * S) * 4, avail = vp_cuda_available_bytes(c);
         if (whole + o->reserve > avail) {
             tiled = 1;
             vp_debug("%s: the image and labels (%.1f MiB) and the network's %.1f MiB exceed the %.1f MiB available: tiled, slabs of %lld "

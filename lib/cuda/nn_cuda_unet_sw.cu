@@ -18,7 +18,6 @@
 // the labels and logits are bit for bit those of the whole-volume path.
 #include "nn_cuda_int.h"
 
-#include "nn_cuda_budget.h"
 
 extern "C" {
 #include "nn_infer_cuda_unet.h"

@@ -22,3 +22,11 @@ void emu_tensor_free(vp_tensor **t);
 #define cudaDeviceGetDefaultMemPool(p, d) (*(p) = (cudaMemPool_t)1, cudaSuccess)
 #define cudaMemPoolGetAttribute(p, a, v) (*(uint64_t *)(v) = 0, cudaSuccess)
 #define cudaGetLastError() cudaSuccess
+// the free-memory rule of nn_cuda_mem.cu (vp_cuda_available_bytes), on the emulated 4 GiB device
+static inline size_t vp_cuda_available_bytes(const vp_cuda_ctx *c)
+{
+    (void)c;
+    const char *e = getenv("VP_CUDA_MEM_LIMIT_MIB");
+    const size_t dev = (size_t)4 << 30, lim = e && *e ? (size_t)strtoull(e, NULL, 10) << 20 : dev;
+    return lim < dev ? lim : dev;
+}

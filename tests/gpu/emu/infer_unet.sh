@@ -31,18 +31,18 @@ fi
 LDLIBS=$(make -s SAN="$SANMAKE" print-ldlibs)
 CF=(-std=c11 -D_GNU_SOURCE -O1 -g "${SAN[@]}" -Ilib -I/usr/include/nifti -DVP_HAVE_CUDA)
 FL=(-std=c++20 -pthread -O1 -g -w "${SAN[@]}" -Ilib -Ilib/cuda -Itests/gpu/emu -I"${CUDA_HOME:-/usr/local/cuda}/include" -I/usr/include/nifti)
-for f in nn_cuda_unet nn_cuda_unet_sw nn_cuda_budget; do
+for f in nn_cuda_unet nn_cuda_unet_sw; do
     python3 tests/gpu/emu/prep.py "lib/cuda/$f.cu" emu_rt.h >"$W/$f.cc" && "$CXX" "${FL[@]}" -c -o "$W/$f.o" "$W/$f.cc" || exit 1
 done
 cc "${CF[@]}" -c -o "$W/infer-unet.o" filters/infer-unet.c || exit 1
 cc "${CF[@]}" -c -o "$W/nn_infer_cuda_unet.o" lib/nn_infer_cuda_unet.c || exit 1
 # shellcheck disable=SC2086 # the link line is meant to split into words
-"$CXX" -pthread "${SAN[@]}" -o "$W/infer-unet" "$W/infer-unet.o" "$W/nn_infer_cuda_unet.o" "$W/nn_cuda_unet.o" "$W/nn_cuda_unet_sw.o" "$W/nn_cuda_budget.o" \
+"$CXX" -pthread "${SAN[@]}" -o "$W/infer-unet" "$W/infer-unet.o" "$W/nn_infer_cuda_unet.o" "$W/nn_cuda_unet.o" "$W/nn_cuda_unet_sw.o" \
     "$R"/nn_cuda*.o "$R/emu_rt.o" "$R/libnostub.a" $LDLIBS || exit 1
 P=$W/infer-unet
 cc "${CF[@]}" -c -o "$W/test_cuda_unet.o" tests/gpu/test_cuda_unet.c || exit 1
 # shellcheck disable=SC2086
-"$CXX" -pthread "${SAN[@]}" -o "$W/test_cuda_unet" "$W/test_cuda_unet.o" "$W/nn_infer_cuda_unet.o" "$W/nn_cuda_unet.o" "$W/nn_cuda_unet_sw.o" "$W/nn_cuda_budget.o" \
+"$CXX" -pthread "${SAN[@]}" -o "$W/test_cuda_unet" "$W/test_cuda_unet.o" "$W/nn_infer_cuda_unet.o" "$W/nn_cuda_unet.o" "$W/nn_cuda_unet_sw.o" \
     "$R"/nn_cuda*.o "$R/emu_rt.o" "$R/libnostub.a" $LDLIBS || exit 1
 RES=tests/golden/resenc/model.safetensors
 # the golden PlainConvUNet has no intensity properties: add the ResEnc's (CTNormalization), and a
