@@ -55,3 +55,6 @@ nothing_left() {
     want=$(printf '%s\n' "$@" | sed '/^$/d' | sort)
     [ "$have" = "$want" ] || { printf 'left behind in %s:\n%s\n' "$T" "$have"; return 1; }
 }
+
+# 0 when this machine has an NVIDIA GPU (the GPU-less error paths are then covered by tests/gpu/)
+have_gpu() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; }

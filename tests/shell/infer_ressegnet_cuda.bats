@@ -11,8 +11,6 @@ bats_require_minimum_version 1.5.0
 G="$VOXPIPE_ROOT/tests/golden/segresnet"
 CHK="$VOXPIPE_ROOT/tests/scripts/segresnet_check.py"
 
-have_gpu() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; }
-
 @test "--backend: an unknown name is a usage error (exit 2), nothing written" {
     "$VOXPIPE_PY" "$CHK" make "$G/sw_constant.safetensors" "$T/in.vxp"
     run -2 infer-ressegnet --backend gpu -m "$G/model_small.safetensors" -i "$T/in.vxp" -o "$T/out.vxp"

@@ -8,8 +8,6 @@ bats_require_minimum_version 1.5.0
 
 M="$VOXPIPE_ROOT/tests/golden/resenc/model.safetensors"
 
-have_gpu() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; }
-
 setup_file() {
     [ -f "$VOXPIPE_DATA/totalseg/example_ct_sm.nii.gz" ] || return 0
     mkdir -p "$VOXPIPE_TMP"

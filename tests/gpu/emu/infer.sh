@@ -13,27 +13,9 @@
 #   usage: tests/gpu/emu/infer.sh R SAN(0|1) [DATA_DIR]     exit 0 all pass, 1 a failure
 set -u
 cd "$(dirname "$0")/../../.." || exit 1
-R=$1 SANMAKE=${2:-0} DATA=${3:-../shared/data}
-SAN=()
-# shellcheck disable=SC2054 # one flag
-[ "$SANMAKE" = 1 ] && SAN=(-fsanitize=address,undefined -fno-omit-frame-pointer)
-CXX=${CXX:-g++}
-PY=${VOXPIPE_PY:-.venv/bin/python}
-CT=$DATA/totalseg/example_ct_sm.nii.gz
+. tests/gpu/emu/setup.sh "emulated infer-ressegnet" infer "$@"
 M=tests/golden/segresnet/model_small.safetensors
-W=$R/infer
-mkdir -p "$W"
-if [ ! -f "$CT" ] || [ ! -x bin/vol-read ] || [ ! -x bin/crop ] || [ ! -x bin/vol-cat ]; then
-    echo "emulated infer-ressegnet: SKIP (no $CT, or no bin/vol-read, bin/crop, bin/vol-cat: make)"; exit 0
-fi
-LDLIBS=$(make -s SAN="$SANMAKE" print-ldlibs)
-CF=(-std=c11 -D_GNU_SOURCE -O1 -g "${SAN[@]}" -Ilib -I/usr/include/nifti -DVP_HAVE_CUDA)
-cc "${CF[@]}" -c -o "$W/infer-ressegnet.o" filters/infer-ressegnet.c || exit 1
-cc "${CF[@]}" -c -o "$W/nn_infer_cuda.o" lib/nn_infer_cuda.c || exit 1
-# shellcheck disable=SC2086 # the link line is meant to split into words
-"$CXX" -pthread "${SAN[@]}" -o "$W/infer-ressegnet" "$W/infer-ressegnet.o" "$W/nn_infer_cuda.o" "$R"/nn_cuda*.o "$R/emu_rt.o" \
-    "$R/libnostub.a" $LDLIBS || exit 1
-P=$W/infer-ressegnet
+emu_build_ressegnet
 # two crops of the shared CT in one stream (the emulated device is slow: its kernels' threads are
 # real threads): 30x27x14 (3 x 2 x 2 windows of 16x16x8 at overlap 0.25, overlapping unevenly)
 # and 20x14x6 (smaller than the window in y and z: padded); the device state must be clean

@@ -19,27 +19,9 @@
 #   env:   GRAPHS_QUICK=1  only f32, the control and the nowarm fallback (for the sanitizer build)
 set -u
 cd "$(dirname "$0")/../../.." || exit 1
-R=$1 SANMAKE=${2:-0} DATA=${3:-../shared/data}
-SAN=()
-# shellcheck disable=SC2054 # one flag
-[ "$SANMAKE" = 1 ] && SAN=(-fsanitize=address,undefined -fno-omit-frame-pointer)
-CXX=${CXX:-g++}
-PY=${VOXPIPE_PY:-.venv/bin/python}
-CT=$DATA/totalseg/example_ct_sm.nii.gz
+. tests/gpu/emu/setup.sh "emulated cuda graphs" graphs "$@"
 M=tests/golden/segresnet/model_small.safetensors
-W=$R/graphs
-mkdir -p "$W"
-if [ ! -f "$CT" ] || [ ! -x bin/vol-read ] || [ ! -x bin/crop ] || [ ! -x bin/vol-cat ]; then
-    echo "emulated cuda graphs: SKIP (no $CT, or no bin/vol-read, bin/crop, bin/vol-cat: make)"; exit 0
-fi
-LDLIBS=$(make -s SAN="$SANMAKE" print-ldlibs)
-CF=(-std=c11 -D_GNU_SOURCE -O1 -g "${SAN[@]}" -Ilib -I/usr/include/nifti -DVP_HAVE_CUDA)
-cc "${CF[@]}" -c -o "$W/infer-ressegnet.o" filters/infer-ressegnet.c || exit 1
-cc "${CF[@]}" -c -o "$W/nn_infer_cuda.o" lib/nn_infer_cuda.c || exit 1
-# shellcheck disable=SC2086 # the link line is meant to split into words
-"$CXX" -pthread "${SAN[@]}" -o "$W/infer-ressegnet" "$W/infer-ressegnet.o" "$W/nn_infer_cuda.o" "$R"/nn_cuda*.o "$R/emu_rt.o" \
-    "$R/libnostub.a" $LDLIBS || exit 1
-P=$W/infer-ressegnet
+emu_build_ressegnet
 rm -f "$W"/eager_* "$W"/graph_* "$W"/fb_* "$W"/stale.* # the results of an earlier run
 bin/vol-read "$CT" >"$W/ct.vxp" || exit 1
 bin/crop --box 40,30,6,70,57,20 -i "$W/ct.vxp" -o "$W/a.vxp" && bin/crop --box 50,40,10,70,54,16 -i "$W/ct.vxp" -o "$W/b.vxp" &&

@@ -16,20 +16,7 @@
 #          those checks); EMU_UNET_ONLY=prefetch  only the --prefetch and out-of-memory checks
 set -u
 cd "$(dirname "$0")/../../.." || exit 1
-R=$1 SANMAKE=${2:-0} DATA=${3:-../shared/data}
-SAN=()
-# shellcheck disable=SC2054 # one flag
-[ "$SANMAKE" = 1 ] && SAN=(-fsanitize=address,undefined -fno-omit-frame-pointer)
-CXX=${CXX:-g++}
-PY=${VOXPIPE_PY:-.venv/bin/python}
-CT=$DATA/totalseg/example_ct_sm.nii.gz
-W=$R/infer_unet
-mkdir -p "$W"
-if [ ! -f "$CT" ] || [ ! -x bin/vol-read ] || [ ! -x bin/crop ] || [ ! -x bin/vol-cat ]; then
-    echo "emulated infer-unet: SKIP (no $CT, or no bin/vol-read, bin/crop, bin/vol-cat: make)"; exit 0
-fi
-LDLIBS=$(make -s SAN="$SANMAKE" print-ldlibs)
-CF=(-std=c11 -D_GNU_SOURCE -O1 -g "${SAN[@]}" -Ilib -I/usr/include/nifti -DVP_HAVE_CUDA)
+. tests/gpu/emu/setup.sh "emulated infer-unet" infer_unet "$@"
 FL=(-std=c++20 -pthread -O1 -g -w "${SAN[@]}" -Ilib -Ilib/cuda -Itests/gpu/emu -I"${CUDA_HOME:-/usr/local/cuda}/include" -I/usr/include/nifti)
 for f in nn_cuda_unet nn_cuda_unet_sw; do
     python3 tests/gpu/emu/prep.py "lib/cuda/$f.cu" emu_rt.h >"$W/$f.cc" && "$CXX" "${FL[@]}" -c -o "$W/$f.o" "$W/$f.cc" || exit 1
