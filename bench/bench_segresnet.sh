@@ -19,7 +19,10 @@ py=.venv/bin/python
 out=bench/out
 rounds=${BENCH_ROUNDS:-5}
 threads=${BENCH_THREADS:-$(nproc)}
-filters=("${@:-16}")
+# bench/run.sh passes every bench the data folder: only numeric arguments are init_filters
+filters=()
+for a in "$@"; do [[ "$a" =~ ^[0-9]+$ ]] && filters+=("$a"); done
+[ ${#filters[@]} -gt 0 ] || filters=(16)
 [ -f build/libvoxpipe.a ] || { echo "bench_segresnet: build/libvoxpipe.a missing (run make)" >&2; exit 1; }
 "$py" -c 'import monai' 2>/dev/null || { echo "bench_segresnet: $py lacks torch/monai" >&2; exit 1; }
 mkdir -p "$out"
