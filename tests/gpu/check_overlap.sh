@@ -42,11 +42,13 @@ import sys
 sys.path.insert(0, "tests/scripts")
 import nibabel as nib
 import numpy as np
-from scipy.ndimage import zoom
 import vxp
 img = nib.load(sys.argv[1])
-z = [float(v) for v in sys.argv[3].split(",")]
-a = zoom(np.asarray(img.dataobj, dtype=np.float32) / 1000.0, z, order=1).astype(np.float32)
+z = [int(v) for v in sys.argv[3].split(",")]  # whole factors: numpy only (the device may lack scipy)
+a = np.asarray(img.dataobj, dtype=np.float32) / 1000.0
+for i in range(3):
+    a = np.repeat(a, z[i], axis=i)
+a = np.ascontiguousarray(a, dtype=np.float32)
 aff = img.affine.copy()
 for i in range(3):
     aff[:3, i] /= z[i]
