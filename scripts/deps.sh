@@ -19,9 +19,12 @@ if [ -n "$missing" ]; then
 fi
 if [ "$what" = peers ] || [ "$what" = test ]; then
     # Python peers (nibabel, numpy) for golden files and cross-checks, isolated in .venv
+    # (torch from PyPI brings the CUDA wheels: about 6.5 GiB installed; no pip cache, so the
+    # downloads are not kept twice)
     if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import nibabel, numpy, msgpack, scipy, pydicom, highdicom, torch, monai, nnunetv2, safetensors' 2>/dev/null; then
-        echo "deps: creating .venv with nibabel and numpy" >&2
+        echo "deps: creating .venv with the Python peers (scripts/requirements-peers.txt)" >&2
+        df -h . >&2 || true
         python3 -m venv .venv
-        .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements-peers.txt >&2
+        .venv/bin/pip install -q --no-cache-dir --disable-pip-version-check -r scripts/requirements-peers.txt >&2
     fi
 fi

@@ -37,4 +37,6 @@ echo "  bats: $bp passed, $bf failed"
 pass=$((pass + bp)); fail=$((fail + bf))
 echo
 echo "$pass passed, $fail failed"
+# scratch space (a few GiB) is kept only when something failed, to look at
+if [ "$fail" = 0 ]; then rm -rf "$VOXPIPE_TMP"; else echo "scratch space kept: $VOXPIPE_TMP"; fi
 [ "$fail" = 0 ]
