@@ -36,6 +36,8 @@
 #          VP_GPU_DEADLINE=EPOCH  clip every step's timeout to end by then; skip steps past it
 set -u
 cd "$(dirname "$0")/../.." || exit 1
+PY_ASKED=${PY:-}
+. tests/gpu/common.sh
 DATA=${1:-../shared/data}
 want() { case " ${VP_GPU_ONLY:-ops oom grad sliding segresnet infer bench others} " in *" $1 "*) return 0 ;; esac; return 1; }
 tmo() { # N: N seconds, or what is left before VP_GPU_DEADLINE if less (at least 1)
@@ -47,12 +49,8 @@ tmo() { # N: N seconds, or what is left before VP_GPU_DEADLINE if less (at least
 WORK=tests/tmp/gpu
 LOG=${OUT:-$WORK}
 mkdir -p "$WORK" "$LOG"
-say() { printf '%s\n' "$*"; }
 
-if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
-    say "gpu check: SKIP: no NVIDIA GPU on this machine (nvidia-smi finds none); nothing run (tests/gpu/emulate.sh checks the backend on the CPU)"
-    exit 0
-fi
+need_gpu "gpu check: SKIP: no NVIDIA GPU on this machine (nvidia-smi finds none); nothing run (tests/gpu/emulate.sh checks the backend on the CPU)"
 GPU=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1)
 say "gpu check on: $GPU"
 T0=$(date +%s)
@@ -75,7 +73,6 @@ else
 fi
 
 rc=0
-fails=()
 step() { # name timeout command...: run, tee the log, record failure
     local name=$1 t; t=$(tmo "$2"); shift 2
     say "== $name"
@@ -179,7 +176,7 @@ if ! want bench || [ "${SKIP_BENCH:-0}" = 1 ]; then
 elif [ "$(elapsed)" -gt 200 ] || [ "$(tmo 999)" -lt 60 ]; then
     say "== bench: SKIP: $(elapsed) s spent already, $(tmo 999) s left (the check keeps under 5 minutes; VP_GPU_ONLY=bench runs it alone)"
 else
-    PY=${PY:-}
+    PY=$PY_ASKED
     [ -z "$PY" ] && { if .venv/bin/python -c 'import torch' 2>/dev/null; then PY=.venv/bin/python; else PY=python3; fi; }
     say "== bench ($(elapsed) s so far; python: $PY)"
     rm -f "$WORK/segresnet32.safetensors"

@@ -30,18 +30,12 @@ DATA=${1:-../shared/data}
 LOG=${OUT:-tests/tmp/gpu}
 WORK=tests/tmp/gpu/graphs
 mkdir -p "$LOG" "$WORK"
-PY=${PY:-.venv/bin/python}
-[ -x "$PY" ] || PY=python3
+. tests/gpu/common.sh
+CHECK=graphs
 STEPS=${GRAPH_STEPS:-small big}
 CT=$DATA/totalseg/example_ct_sm.nii.gz
 M=tests/golden/segresnet/model_small.safetensors
-say() { printf '%s\n' "$*"; }
-want() { case " $STEPS " in *" $1 "*) return 0 ;; esac; return 1; }
-fails=()
-result() { say "graphs $1: $2${3:+ ($3)}"; [ "$2" = FAIL ] && fails+=("$1"); return 0; }
-if [ "${GRAPH_DRY:-0}" != 1 ] && { ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; }; then
-    say "graphs check: SKIP: no NVIDIA GPU (tests/gpu/emulate.sh's infer part, tests/gpu/emu/infer_graphs.sh, checks this code on the CPU)"; exit 0
-fi
+need_gpu "graphs check: SKIP: no NVIDIA GPU (tests/gpu/emulate.sh's infer part, tests/gpu/emu/infer_graphs.sh, checks this code on the CPU)" "${GRAPH_DRY:-0}"
 for p in infer-ressegnet vol-read crop vol-cat; do
     [ -x "bin/$p" ] || { say "graphs check: FAIL: bin/$p missing (make, or tests/gpu/check.sh builds it)"; exit 1; }
 done

@@ -26,15 +26,11 @@ DATA=${1:-../shared/data}
 LOG=${OUT:-tests/tmp/gpu}
 WORK=tests/tmp/gpu/overlap
 mkdir -p "$LOG" "$WORK"
-PY=${PY:-.venv/bin/python}
-[ -x "$PY" ] || PY=python3
+. tests/gpu/common.sh
 CT=$DATA/totalseg/example_ct_sm.nii.gz
 M=tests/golden/segresnet/model_small.safetensors
 P=${INFER:-bin/infer-ressegnet}
-say() { printf '%s\n' "$*"; }
-if [ "${OVL_DRY:-0}" != 1 ] && { ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; }; then
-    say "overlap check: SKIP: no NVIDIA GPU (tests/gpu/emu/infer.sh checks the two-stream logic on the CPU)"; exit 0
-fi
+need_gpu "overlap check: SKIP: no NVIDIA GPU (tests/gpu/emu/infer.sh checks the two-stream logic on the CPU)" "${OVL_DRY:-0}"
 [ -x "$P" ] || { say "overlap check: FAIL: $P missing (make, or tests/gpu/check.sh builds it)"; exit 1; }
 [ -f "$CT" ] || { say "overlap check: SKIP: no $CT"; exit 0; }
 "$PY" - "$CT" "$WORK/ov3.vxp" "${OVL_ZOOM:-2,2,4}" <<'PYEOF' || { say "overlap check: FAIL: cannot make the input"; exit 1; }

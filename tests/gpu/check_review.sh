@@ -32,21 +32,12 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 LOG=${OUT:-tests/tmp/gpu}
 mkdir -p "$LOG"
+. tests/gpu/common.sh
+CHECK=review
 STEPS=${REVIEW_STEPS:-env arch small memcheck racecheck synccheck initcheck big}
 T=${REVIEW_DRIVER:-build/gpu/test_cuda_ops} # REVIEW_DRIVER: another build of it (the emulated one, to try this script)
-say() { printf '%s\n' "$*"; }
-want() { case " $STEPS " in *" $1 "*) return 0 ;; esac; return 1; }
-fails=()
-result() { # step status detail
-    say "review $1: $2${3:+ ($3)}"
-    [ "$2" = FAIL ] && fails+=("$1")
-    return 0
-}
 
-if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
-    say "review: SKIP: no NVIDIA GPU on this machine (nvidia-smi finds none)"
-    exit 0
-fi
+need_gpu "review: SKIP: no NVIDIA GPU on this machine (nvidia-smi finds none)"
 CC_GPU=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
 
 # ---- the driver program: from a pack (tests/gpu/pack.sh; VP_GPU_PACK, as check.sh), as carried, or built here

@@ -32,14 +32,9 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 WORK=tests/tmp/gpu-train
 LOG=${OUT:-$WORK}
-PY=${PY:-.venv/bin/python}
-[ -x "$PY" ] || PY=python3
 mkdir -p "$WORK" "$LOG"
-say() { printf '%s\n' "$*"; }
-if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
-    say "gpu train check: SKIP: no NVIDIA GPU on this machine (tests/gpu/emulate_train.sh checks the logic on the CPU)"
-    exit 0
-fi
+. tests/gpu/common.sh
+need_gpu "gpu train check: SKIP: no NVIDIA GPU on this machine (tests/gpu/emulate_train.sh checks the logic on the CPU)"
 NGPU=$(nvidia-smi -L | grep -c '^GPU')
 say "gpu train check on: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | head -1) x $NGPU"
 T0=$(date +%s)
@@ -60,7 +55,6 @@ else
 fi
 
 rc=0
-fails=()
 step() { # name timeout command...  (skipped unless in VP_GPU_ONLY; timeout clipped to VP_GPU_DEADLINE)
     local name=$1 t=$2
     shift 2

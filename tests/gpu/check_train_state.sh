@@ -30,14 +30,9 @@ set -u
 cd "$(dirname "$0")/../.." || exit 1
 WORK=tests/tmp/gpu-train-state
 LOG=${OUT:-$WORK}
-PY=${PY:-.venv/bin/python}
-[ -x "$PY" ] || PY=python3
 mkdir -p "$WORK" "$LOG"
-say() { printf '%s\n' "$*"; }
-if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
-    say "gpu train state check: SKIP: no NVIDIA GPU on this machine (tests/gpu/emu_train_resume.sh checks the resume on the CPU)"
-    exit 0
-fi
+. tests/gpu/common.sh
+need_gpu "gpu train state check: SKIP: no NVIDIA GPU on this machine (tests/gpu/emu_train_resume.sh checks the resume on the CPU)"
 NGPU=$(nvidia-smi -L | grep -c '^GPU')
 say "gpu train state check on: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | head -1) x $NGPU"
 T0=$(date +%s)
@@ -51,7 +46,6 @@ elif ! timeout 240 make -j"$(nproc)" bin/train-unet >"$LOG/state-build.log" 2>&1
     say "gpu train state check: FAIL: build (last lines of $LOG/state-build.log):"; tail -20 "$LOG/state-build.log"; exit 1
 fi
 rc=0
-fails=()
 step() { # name timeout command...: the step's last line is its verdict (PASS, SKIP or FAIL ...)
     local name=$1 t=$2
     shift 2

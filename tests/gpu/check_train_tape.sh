@@ -27,13 +27,9 @@
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 LOG=${OUT:-tests/tmp/gpu-train}
-PY=${PY:-.venv/bin/python}
-[ -x "$PY" ] || PY=python3
 mkdir -p "$LOG"
-if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
-    echo "gpu tape check: SKIP: no NVIDIA GPU (tests/gpu/emulate_train.sh checks the logic on the CPU)"
-    exit 0
-fi
+. tests/gpu/common.sh
+need_gpu "gpu tape check: SKIP: no NVIDIA GPU (tests/gpu/emulate_train.sh checks the logic on the CPU)"
 T0=$(date +%s)
 if [ -n "${VP_GPU_PACK:-}" ]; then
     # shellcheck source=tests/gpu/pack_env.sh

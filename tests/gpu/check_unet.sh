@@ -23,16 +23,10 @@ DATA=${1:-../shared/data}
 LOG=${OUT:-tests/tmp/gpu}
 WORK=tests/tmp/gpu/unet
 mkdir -p "$LOG" "$WORK"
-PY=${PY:-.venv/bin/python}
-[ -x "$PY" ] || PY=python3
+. tests/gpu/common.sh
+CHECK=unet
 STEPS=${UNET_STEPS:-test infer}
-say() { printf '%s\n' "$*"; }
-want() { case " $STEPS " in *" $1 "*) return 0 ;; esac; return 1; }
-fails=()
-result() { say "unet $1: $2${3:+ ($3)}"; [ "$2" = FAIL ] && fails+=("$1"); return 0; }
-if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
-    say "unet check: SKIP: no NVIDIA GPU (tests/gpu/emulate.sh part 4 checks this code on the CPU)"; exit 0
-fi
+need_gpu "unet check: SKIP: no NVIDIA GPU (tests/gpu/emulate.sh part 4 checks this code on the CPU)"
 
 if want test; then
     T=build/gpu/test_cuda_unet

@@ -26,15 +26,11 @@ DATA=${1:-../shared/data}
 LOG=${OUT:-tests/tmp/gpu}
 WORK=tests/tmp/gpu/unet_tiled
 mkdir -p "$LOG" "$WORK"
-PY=${PY:-.venv/bin/python}
-[ -x "$PY" ] || PY=python3
+. tests/gpu/common.sh
 CT=$DATA/totalseg/example_ct_sm.nii.gz
-say() { printf '%s\n' "$*"; }
 INFER=${INFER:-bin/infer-unet}
 CONFIGS=${UNET_TILED_CONFIGS:-resenc resenc-tta unet}
-if [ "${UNET_TILED_DRY:-0}" != 1 ] && { ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; }; then
-    say "unet-tiled check: SKIP: no NVIDIA GPU (tests/gpu/emu/infer_unet.sh, emulate.sh part 4, checks this code on the CPU)"; exit 0
-fi
+need_gpu "unet-tiled check: SKIP: no NVIDIA GPU (tests/gpu/emu/infer_unet.sh, emulate.sh part 4, checks this code on the CPU)" "${UNET_TILED_DRY:-0}"
 [ -x "$INFER" ] || { say "unet-tiled check: FAIL: $INFER missing (make, or tests/gpu/check.sh builds it)"; exit 1; }
 for p in vol-read vol-write vol-cat; do
     [ -x "bin/$p" ] || { say "unet-tiled check: FAIL: bin/$p missing (make, or tests/gpu/check.sh builds it)"; exit 1; }
@@ -47,7 +43,7 @@ if ! { bin/vol-read "$CT" >"$WORK/ct.vxp" && bin/vol-cat -i "$WORK/ct.vxp" -i "$
 fi
 IN=${UNET_TILED_IN:-$WORK/ct2.vxp}
 NC=$("$PY" -c 'import sys; sys.path.insert(0, "tests/scripts"); import vxp; print(len(list(vxp.read(open(sys.argv[1], "rb")))))' "$IN")
-fails=() notes=()
+notes=()
 secs=0
 run() { # tag args...: infer-unet -v on the two cases into WORK/tag.vxp and WORK/tag-label.nii; sets secs
     local tag=$1 s e; shift
