@@ -210,3 +210,12 @@ int vp_tidy_run(const char *in_spec, const char *out_spec, int json, vp_score_fn
     if (rc) { vp_out_close(&out, 0); return rc; }
     return vp_out_close(&out, 1) ? VP_ERR_RUNTIME : 0;
 }
+
+int vp_tidy_pair(const vp_case *c, const char *pred, const char *ref, const char *ctx, const vp_vol **p, const vp_vol **r)
+{
+    *p = vp_case_vol(c, pred), *r = vp_case_vol(c, ref);
+    if (*p && *r) return 0;
+    vp_error("%s: no volume '%s' (the %s; see --%s)", ctx, *p ? ref : pred, *p ? "reference" : "prediction",
+             *p ? "ref" : "pred");
+    return VP_ERR_DATA;
+}

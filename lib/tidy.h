@@ -62,4 +62,20 @@ struct vp_case;
 typedef int (*vp_score_fn)(const struct vp_case *c, FILE *f);
 int vp_tidy_run(const char *in_spec, const char *out_spec, int json, vp_score_fn score);
 
+/* The two label volumes a metric program scores: pred and ref of case c, looked up by name. Both
+ * there: 0 with *p and *r set; otherwise prints "CTX: no volume 'NAME' (the prediction|reference;
+ * see --pred|--ref)" and returns VP_ERR_DATA. */
+struct vp_vol;
+int vp_tidy_pair(const struct vp_case *c, const char *pred, const char *ref, const char *ctx, const struct vp_vol **p,
+                 const struct vp_vol **r);
+
+/* The option rows every metric program of a prediction against a reference shares (for a vp_opt
+ * table; cli.h): -i, -o, --pred, --ref, --classes, into the variables named. */
+#define VP_TIDY_PAIR_OPTS(in, out, pred, ref, classes)                                                                  \
+    {'i', "in", "ENDPOINT", VP_OPT_STR, &(in), "where to read the stream: -, FILE, @tcp://ADDR:PORT, >tcp://HOST:PORT", 0, 0, NULL}, \
+    {'o', "out", "FILE", VP_OPT_STR, &(out), "where to write the table: - (default) or a file (written atomically)", 0, 0, NULL}, \
+    {0, "pred", "NAME", VP_OPT_STR, &(pred), "the predicted label volume (default pred)", 0, 0, NULL},                 \
+    {0, "ref", "NAME", VP_OPT_STR, &(ref), "the reference label volume (default label)", 0, 0, NULL},                  \
+    {0, "classes", "LIST", VP_OPT_STR, &(classes), "classes to score: ids, ranges A-B, names (default: every nonzero value in either volume)", 0, 0, NULL}
+
 #endif

@@ -23,11 +23,7 @@ static int conv = VP_CONV_VOXPIPE, json;
 static double percentile = 95, tolerance = 1;
 
 static const struct vp_opt opts[] = {
-    {'i', "in", "ENDPOINT", VP_OPT_STR, &in_spec, "where to read the stream: -, FILE, @tcp://ADDR:PORT, >tcp://HOST:PORT", 0, 0, NULL},
-    {'o', "out", "FILE", VP_OPT_STR, &out_spec, "where to write the table: - (default) or a file (written atomically)", 0, 0, NULL},
-    {0, "pred", "NAME", VP_OPT_STR, &pred_name, "the predicted label volume (default pred)", 0, 0, NULL},
-    {0, "ref", "NAME", VP_OPT_STR, &ref_name, "the reference label volume (default label)", 0, 0, NULL},
-    {0, "classes", "LIST", VP_OPT_STR, &classes_spec, "classes to score: ids, ranges A-B, names (default: every nonzero value in either volume)", 0, 0, NULL},
+    VP_TIDY_PAIR_OPTS(in_spec, out_spec, pred_name, ref_name, classes_spec),
     {0, "convention", "NAME", VP_OPT_CHOICE, &conv, "whose boundaries, percentiles, pooling and empty-mask values (default voxpipe)", 0, 0, vp_conv_names},
     {0, "percentile", "P", VP_OPT_DOUBLE, &percentile, "the percentile of the robust Hausdorff distance (default 95)", 0, 100, NULL},
     {0, "tolerance", "MM", VP_OPT_DOUBLE, &tolerance, "tolerance of the surface Dice and boundary F1 in mm (default 1)", 0, 1e9, NULL},
@@ -204,12 +200,8 @@ static int score_case(const vp_case *c, FILE *f)
 {
     char ctx[VP_MAX_ID + 32], why[512];
     snprintf(ctx, sizeof ctx, "case '%s'", c->id);
-    const vp_vol *p = vp_case_vol(c, pred_name), *r = vp_case_vol(c, ref_name);
-    if (!p || !r) {
-        vp_error("%s: no volume '%s' (the %s; see --%s)", ctx, p ? ref_name : pred_name, p ? "reference" : "prediction",
-                 p ? "ref" : "pred");
-        return VP_ERR_DATA;
-    }
+    const vp_vol *p, *r;
+    if (vp_tidy_pair(c, pred_name, ref_name, ctx, &p, &r)) return VP_ERR_DATA;
     if (!vp_overlap_same_grid(p, r, why, sizeof why)) {
         vp_error("%s: volumes '%s' and '%s' are on different grids (%s); resample one first", ctx, pred_name, ref_name, why);
         return VP_ERR_DATA;

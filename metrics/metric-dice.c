@@ -21,11 +21,7 @@ static struct vp_strlist group_args;
 static int empty_rule = VP_EMPTY_NAN, json;
 
 static const struct vp_opt opts[] = {
-    {'i', "in", "ENDPOINT", VP_OPT_STR, &in_spec, "where to read the stream: -, FILE, @tcp://ADDR:PORT, >tcp://HOST:PORT", 0, 0, NULL},
-    {'o', "out", "FILE", VP_OPT_STR, &out_spec, "where to write the table: - (default) or a file (written atomically)", 0, 0, NULL},
-    {0, "pred", "NAME", VP_OPT_STR, &pred_name, "the predicted label volume (default pred)", 0, 0, NULL},
-    {0, "ref", "NAME", VP_OPT_STR, &ref_name, "the reference label volume (default label)", 0, 0, NULL},
-    {0, "classes", "LIST", VP_OPT_STR, &classes_spec, "classes to score: ids, ranges A-B, names (default: every nonzero value in either volume)", 0, 0, NULL},
+    VP_TIDY_PAIR_OPTS(in_spec, out_spec, pred_name, ref_name, classes_spec),
     {0, "group", "NAME=LIST", VP_OPT_LIST, &group_args, "also score the union of LIST's classes as one class NAME (repeatable)", 0, 0, NULL},
     {0, "metrics", "LIST", VP_OPT_STR, &metrics_spec, "comma-separated metrics to write (default: all, in the order below)", 0, 0, NULL},
     {0, "empty", "RULE", VP_OPT_CHOICE, &empty_rule, "value of an undefined metric (a zero denominator; default nan)", 0, 0, vp_empty_names},
@@ -134,12 +130,8 @@ static int score_case(const vp_case *c, FILE *f)
 {
     char ctx[VP_MAX_ID + 32], why[512];
     snprintf(ctx, sizeof ctx, "case '%s'", c->id);
-    const vp_vol *p = vp_case_vol(c, pred_name), *r = vp_case_vol(c, ref_name);
-    if (!p || !r) {
-        vp_error("%s: no volume '%s' (the %s; see --%s)", ctx, p ? ref_name : pred_name, p ? "reference" : "prediction",
-                 p ? "ref" : "pred");
-        return VP_ERR_DATA;
-    }
+    const vp_vol *p, *r;
+    if (vp_tidy_pair(c, pred_name, ref_name, ctx, &p, &r)) return VP_ERR_DATA;
     vp_confusion cf;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
