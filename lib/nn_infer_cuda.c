@@ -84,8 +84,8 @@ static size_t reserve_of(const vp_infer_cuda *ic, const vp_sw_params *p)
     return (size_t)(ic->o.batch * rv * 4 * (6 * (int64_t)ic->init_filters + ic->K)) + ((size_t)64 << 20);
 }
 
-/* The inference of x (host, or device NCDHW: used in place) into lab. */
-static int run_x(vp_infer_cuda *ic, const vp_tensor *x, const vp_sw_params *p, vp_vol *lab, vp_sw_emit_fn emit, void *ectx)
+/* x: host, or device NCDHW (an input uploaded ahead: used in place) */
+int vp_infer_cuda_run(vp_infer_cuda *ic, const vp_tensor *x, const vp_sw_params *p, vp_vol *lab, vp_sw_emit_fn emit, void *ectx)
 {
     char s[96];
     if (!x || x->ndim != 5 || x->shape[0] != 1 || x->shape[1] != ic->in_channels)
@@ -116,11 +116,6 @@ static int run_x(vp_infer_cuda *ic, const vp_tensor *x, const vp_sw_params *p, v
             }
     free(l);
     return 0;
-}
-
-int vp_infer_cuda_run(vp_infer_cuda *ic, const vp_tensor *x, const vp_sw_params *p, vp_vol *lab, vp_sw_emit_fn emit, void *ectx)
-{
-    return run_x(ic, x, p, lab, emit, ectx);
 }
 
 static double mib(size_t b)
@@ -190,8 +185,8 @@ int vp_infer_cuda_run_staged(vp_infer_cuda *ic, vp_infer_cuda_input *in, const v
     int rc;
     if (in->ahead) {
         const vp_tensor *dx = vp_cuda_ahead_tensor(in->ahead); /* the compute stream waits for its copy */
-        rc = dx ? run_x(ic, dx, p, lab, emit, ectx) : -1;
-    } else rc = run_x(ic, in->x, p, lab, emit, ectx);
+        rc = dx ? vp_infer_cuda_run(ic, dx, p, lab, emit, ectx) : -1;
+    } else rc = vp_infer_cuda_run(ic, in->x, p, lab, emit, ectx);
     char what[VP_MAX_ID + 32];
     snprintf(what, sizeof what, "compute %s", in->label);
     vp_cuda_span_end(&sp, what);
